@@ -1,0 +1,29 @@
+"""The application factory."""
+
+import logging
+import os
+
+from flask import Flask
+
+import config as settings
+from blueprints import api, errors, ops, stream
+from models import db, feed
+from models.seed import register_cli
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Create the Tidings app; `config` overrides settings read from the environment."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(settings.from_environment(app.instance_path))
+    if config:
+        app.config.update(config)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    db.init_app(app)
+    feed.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(stream.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ops.bp)
+    register_cli(app)
+    return app

@@ -1,0 +1,1 @@
+"""HTTP blueprints: REST API, streams and polls, operations, the dashboard."""

@@ -1,0 +1,37 @@
+"""Operations endpoints: liveness and readiness."""
+
+import sqlalchemy as sa
+from flask import Blueprint
+
+from feed import runtime
+
+from .http import json_response
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Answer while the process is alive."""
+    return json_response({"status": "ok"})
+
+
+def database_ok() -> bool:
+    """Tell whether the database answers."""
+    try:
+        with runtime().engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
+@bp.get("/readyz")
+def readyz():
+    """Answer 200 when the database and Redis are reachable, 503 otherwise."""
+    checks = {"database": database_ok(), "redis": runtime().bus.ping()}
+    ready = all(checks.values())
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if not ready:
+        body.update(error="dependency_down", message="A dependency is unreachable.", details=checks)
+    return json_response(body, 200 if ready else 503)

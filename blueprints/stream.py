@@ -1,0 +1,54 @@
+"""GET /stream (Server-Sent Events) and GET /api/changes (poll and long poll)."""
+
+from flask import Blueprint, Response, request
+
+from feed import ApiError, runtime
+from feed.delivery import Stream, poll
+from feed.filters import parse_subscription
+
+from .http import int_arg, json_response, parse_int
+
+bp = Blueprint("stream", __name__)
+
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _subscription():
+    rt = runtime()
+    return parse_subscription(request.args, rt.tables, rt.custom_topics)
+
+
+@bp.get("/stream")
+def stream():
+    """Stream matching events: replay from the cursor, then live, with heartbeats."""
+    subscription = _subscription()
+    # A reconnecting EventSource sends Last-Event-ID but keeps the original URL.
+    text = request.headers.get("Last-Event-ID") or request.args.get("cursor")
+    cursor = parse_int(text, "cursor", low=0) if text else None
+    body = Stream(runtime(), subscription, cursor)
+    return Response(iter(body), headers=STREAM_HEADERS, content_type="text/event-stream")
+
+
+@bp.get("/api/changes")
+def changes():
+    """Return matching events after a cursor; with wait>0, hold until one exists."""
+    rt = runtime()
+    subscription = _subscription()
+    cursor = int_arg("cursor", None, low=0)
+    limit = int_arg("limit", 500, low=1, high=rt.config["POLL_LIMIT_MAX"])
+    wait_text = request.args.get("wait", "0")
+    try:
+        wait = float(wait_text)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= rt.config["POLL_WAIT_MAX"]:
+        raise ApiError(
+            400,
+            "invalid_wait",
+            f"wait must be seconds between 0 and {rt.config['POLL_WAIT_MAX']:g}.",
+            {"wait": wait_text},
+        )
+    return json_response(poll(rt, subscription, cursor, limit, wait))

@@ -1,0 +1,63 @@
+"""Settings read from the environment, with development defaults."""
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    """Read an integer setting."""
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    """Read a number setting."""
+    return float(os.environ.get(name, default))
+
+
+def _list(name: str, default: str = "") -> list[str]:
+    """Read a comma-separated setting."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def from_environment(instance_path: str) -> dict:
+    """Return the Flask config mapping for this process."""
+    sqlite_path = os.path.join(instance_path, "tidings.db")
+    return {
+        # Where the live tables and the change log live.
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL", f"sqlite:///{sqlite_path}"),
+        # Redis for pub/sub; by default the private server started next to the app.
+        "REDIS_URL": os.environ.get(
+            "REDIS_URL", f"unix://{os.path.join(instance_path, 'redis.sock')}"
+        ),
+        # Pub/sub channel, so several apps can share one Redis.
+        "FEED_CHANNEL": os.environ.get("FEED_CHANNEL", "tidings:events"),
+        # Seconds between heartbeat blocks on an idle stream.
+        "HEARTBEAT_SECONDS": _float("HEARTBEAT_SECONDS", 15),
+        # Base EventSource reconnect delay sent as `retry:`; a random jitter is added.
+        "RETRY_MS": _int("RETRY_MS", 2000),
+        "RETRY_JITTER_MS": _int("RETRY_JITTER_MS", 3000),
+        # How long and how many events the log keeps.
+        "RETENTION_HOURS": _float("RETENTION_HOURS", 24),
+        "RETENTION_EVENTS": _int("RETENTION_EVENTS", 1_000_000),
+        # Seconds between retention passes.
+        "PRUNE_SECONDS": _float("PRUNE_SECONDS", 60),
+        # Seconds between checks of the log head for events Redis did not bring.
+        "RELAY_SECONDS": _float("RELAY_SECONDS", 1.0),
+        # Live frames queued for one stream before it is caught up from the log instead.
+        "SUBSCRIBER_MAX_PENDING": _int("SUBSCRIBER_MAX_PENDING", 1024),
+        # Events one poll or replay page may return.
+        "POLL_LIMIT_MAX": _int("POLL_LIMIT_MAX", 1000),
+        # Longest long-poll wait in seconds.
+        "POLL_WAIT_MAX": _float("POLL_WAIT_MAX", 30),
+        # Custom topics accepted by /api/publish and subscriptions, besides the app's own.
+        "TOPICS": _list("TOPICS"),
+        # Bearer token required by /api/publish when set.
+        "PUBLISH_TOKEN": os.environ.get("PUBLISH_TOKEN") or None,
+        # Hours an Idempotency-Key is remembered.
+        "IDEMPOTENCY_HOURS": _float("IDEMPOTENCY_HOURS", 24),
+        # Largest request body accepted.
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
+        # Rows a snapshot returns when no limit is given, and at most.
+        "SNAPSHOT_LIMIT_DEFAULT": _int("SNAPSHOT_LIMIT_DEFAULT", 1000),
+        "SNAPSHOT_LIMIT_MAX": _int("SNAPSHOT_LIMIT_MAX", 10000),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }

@@ -1,0 +1,129 @@
+"""Redis pub/sub: publish after commit, one listener per process, and the log relay."""
+
+import logging
+import time
+from collections.abc import Callable
+
+import gevent
+import redis
+
+from .log import Event
+
+logger = logging.getLogger("tidings.bus")
+
+# Errors that mean "Redis is not there right now".
+REDIS_DOWN = (redis.RedisError, OSError)
+
+
+class Bus:
+    """Move committed events between processes through one Redis channel.
+
+    Redis is only the fast path: whatever it misses, the relay reads from the log.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        channel: str,
+        *,
+        ingest: Callable[[list[Event]], None],
+        catch_up: Callable[[], None],
+        positions: Callable[[], tuple[int, int]],
+        relay_seconds: float,
+    ):
+        self.client = client
+        self.channel = channel
+        self.ingest = ingest
+        self.catch_up = catch_up
+        self.positions = positions
+        self.relay_seconds = relay_seconds
+        self.up = False
+        self.down_since: float | None = time.time()
+        self.received = 0
+        self.published = 0
+        self._greenlets: list[gevent.Greenlet] = []
+
+    def start(self) -> None:
+        """Start the listener and the relay greenlets."""
+        self._greenlets = [gevent.spawn(self._listen), gevent.spawn(self._relay)]
+
+    def stop(self) -> None:
+        """Stop the background greenlets."""
+        gevent.killall(self._greenlets, block=True, timeout=2)
+        self._greenlets = []
+
+    def _mark(self, up: bool) -> None:
+        if up and not self.up:
+            logger.info("redis reachable: live path on")
+            self.down_since = None
+        elif not up and self.up:
+            logger.warning("redis unreachable: serving from the log")
+            self.down_since = time.time()
+        self.up = up
+
+    def publish(self, events: list[Event]) -> None:
+        """Publish committed events; when Redis is down, deliver them here from memory."""
+        if self.up:
+            try:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for event in events:
+                        pipe.publish(self.channel, event.raw)
+                    pipe.execute()
+                self.published += len(events)
+                return
+            except REDIS_DOWN:
+                self._mark(False)
+        # Other processes pick these up from the log through their relay.
+        self.ingest(events)
+
+    def ping(self) -> bool:
+        """Tell whether Redis answers right now."""
+        try:
+            return bool(self.client.ping())
+        except REDIS_DOWN:
+            return False
+
+    def _listen(self) -> None:
+        """Hold this process's one subscription, reconnecting with backoff when it drops."""
+        backoff = 0.05
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(self.channel)
+                self._mark(True)
+                backoff = 0.05
+                # Whatever was committed while we were away comes from the log.
+                self.catch_up()
+                while True:
+                    message = pubsub.get_message(timeout=5.0)
+                    if message is None:
+                        continue
+                    batch = [Event.from_raw(message["data"])]
+                    while (message := pubsub.get_message(timeout=0)) is not None:
+                        batch.append(Event.from_raw(message["data"]))
+                    self.received += len(batch)
+                    self.ingest(batch)
+            except REDIS_DOWN as exc:
+                self._mark(False)
+                logger.debug("listener lost redis: %s", exc)
+            finally:
+                try:
+                    pubsub.close()
+                except REDIS_DOWN:
+                    pass
+            gevent.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _relay(self) -> None:
+        """Deliver from the log what Redis did not bring: crashes before publish, outages."""
+        seen_head = 0
+        while True:
+            gevent.sleep(self.relay_seconds if self.up else min(self.relay_seconds, 0.25))
+            try:
+                log_head, hub_head = self.positions()
+                # With Redis up, events get one tick to arrive before the log is read.
+                if log_head > hub_head and (not self.up or hub_head < seen_head):
+                    self.catch_up()
+                seen_head = log_head
+            except Exception:
+                logger.exception("relay pass failed")

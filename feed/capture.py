@@ -1,0 +1,116 @@
+"""Session hooks that write an event row for every live change, in the same transaction."""
+
+from collections.abc import Callable
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
+from .live import LiveTable, is_live, iso, live_table, utcnow
+from .log import Event, EventLog
+
+# Keys in Session.info.
+MUTATION = "tidings.mutation"
+_PENDING = "tidings.pending"
+_APPENDED = "tidings.appended"
+
+
+def event_body(topic: str, op: str, *, pk=None, version=None, row=None, old=None, mutation=None):
+    """Return an event without its id, in the protocol's field order."""
+    return {
+        "id": None,
+        "topic": topic,
+        "op": op,
+        "pk": pk,
+        "version": version,
+        "row": row,
+        "old": old,
+        "at": iso(utcnow()),
+        "mutation": mutation,
+    }
+
+
+class Capture:
+    """Turn live ORM changes into log appends, and hand committed events on."""
+
+    def __init__(self, log: EventLog, on_commit: Callable[[list[Event]], None]):
+        self.log = log
+        self.on_commit = on_commit
+
+    def attach(self, session_target) -> None:
+        """Listen on a Session class or sessionmaker."""
+        sa_event.listen(session_target, "before_flush", self._before_flush)
+        sa_event.listen(session_target, "after_flush", self._after_flush)
+        sa_event.listen(session_target, "after_commit", self._after_commit)
+        sa_event.listen(session_target, "after_rollback", self._after_rollback)
+
+    def _before_flush(self, session: Session, flush_context, instances) -> None:
+        """Stamp versions and note each change with the row as it was."""
+        pending = session.info.setdefault(_PENDING, [])
+        now = utcnow()
+        for obj in session.new:
+            if is_live(obj):
+                obj.version = 1
+                obj.updated_at = now
+                pending.append(("INSERT", obj, None))
+        for obj in session.dirty:
+            if is_live(obj) and session.is_modified(obj, include_collections=False):
+                table = live_table(type(obj))
+                old = table.row_from_mapping(_row_values(table, obj))
+                obj.version = (obj.version or 0) + 1
+                obj.updated_at = now
+                pending.append(("UPDATE", obj, old))
+        for obj in session.deleted:
+            if is_live(obj):
+                table = live_table(type(obj))
+                pending.append(("DELETE", obj, table.row_from_mapping(_row_values(table, obj))))
+
+    def _after_flush(self, session: Session, flush_context) -> None:
+        """Append one event per noted change to the log, on the flush's connection."""
+        pending = session.info.pop(_PENDING, None)
+        if not pending:
+            return
+        mutation = session.info.get(MUTATION)
+        bodies = []
+        for op, obj, old in pending:
+            table = live_table(type(obj))
+            row = None if op == "DELETE" else table.row(obj)
+            version = old["version"] if op == "DELETE" else obj.version
+            bodies.append(
+                event_body(
+                    table.name, op, pk=obj.id, version=version, row=row, old=old, mutation=mutation
+                )
+            )
+        self.append(session, bodies)
+
+    def append(self, session: Session, bodies: list[dict]) -> list[Event]:
+        """Append events in the session's transaction; they are handed on at commit."""
+        appended = self.log.append(session.connection(), bodies)
+        session.info.setdefault(_APPENDED, []).extend(appended)
+        return appended
+
+    def _after_commit(self, session: Session) -> None:
+        """Hand the transaction's events on once they are durable."""
+        appended = session.info.pop(_APPENDED, None)
+        if appended:
+            self.on_commit(appended)
+
+    def _after_rollback(self, session: Session) -> None:
+        """Forget events whose rows were rolled back."""
+        session.info.pop(_APPENDED, None)
+        session.info.pop(_PENDING, None)
+
+
+def _row_values(table: LiveTable, obj: object) -> dict:
+    """Return column values as they were before pending changes."""
+    state = inspect(obj)
+    values = {}
+    for name in table.columns:
+        history = state.attrs[name].history
+        if history.deleted:
+            values[name] = history.deleted[0]
+        elif history.unchanged:
+            values[name] = history.unchanged[0]
+        else:
+            values[name] = getattr(obj, name)
+    return values

@@ -1,0 +1,190 @@
+"""Streams and polls: replay from the log, then live from the hub, each event exactly once."""
+
+import random
+import time
+from collections.abc import Iterator
+
+import orjson
+
+from . import sse
+from .errors import ApiError
+from .extension import FeedRuntime
+from .filters import Subscription, TopicView, view_query
+from .hub import Subscriber, render_frame
+from .log import Event
+
+# Events read from the log per query while replaying or polling.
+PAGE = 500
+# Pages one poll may scan for matches before it answers with what it has.
+POLL_SCAN_PAGES = 20
+
+Match = tuple[Event, TopicView, str]
+
+
+def _scan(
+    runtime: FeedRuntime, subscription: Subscription, after: int
+) -> tuple[list[Match], int, bool]:
+    """Read one page of the log after a cursor; return matches, the position reached, and
+    whether that position is the head."""
+    with runtime.read() as conn:
+        head = runtime.log.head(conn)
+        events = runtime.log.read(
+            conn, after, topics=list(subscription.topics), until=head, limit=PAGE
+        )
+    matches = []
+    for event in events:
+        view = subscription.views[event.topic]
+        op = view.effective_op(event.data)
+        if op is not None:
+            matches.append((event, view, op))
+    if len(events) < PAGE:
+        return matches, max(head, after), True
+    return matches, events[-1].id, False
+
+
+def reset_for(runtime: FeedRuntime, subscription: Subscription, cursor: int | None) -> dict | None:
+    """Return the reset a cursor calls for (expired or from another epoch), or None."""
+    if cursor is None:
+        return None
+    with runtime.read() as conn:
+        bounds = runtime.log.bounds(conn)
+    if bounds.expired(cursor):
+        reason = "expired"
+    elif bounds.from_other_epoch(cursor):
+        reason = "epoch"
+    else:
+        return None
+    return reset_body(runtime, subscription, reason, bounds.head)
+
+
+def reset_body(runtime: FeedRuntime, subscription: Subscription, reason: str, head: int) -> dict:
+    """Describe a reset: why, where the subscriber continues, and where to reload from."""
+    snapshots = {}
+    for topic, view in subscription.views.items():
+        if topic in runtime.tables:
+            query = view_query(view)
+            snapshots[topic] = f"/api/{topic}" + (f"?{query}" if query else "")
+    first = next(iter(snapshots.values()), None)
+    return {"reason": reason, "cursor": head, "snapshot": first, "snapshots": snapshots}
+
+
+def _head(runtime: FeedRuntime) -> int:
+    with runtime.read() as conn:
+        return runtime.log.head(conn)
+
+
+class Stream:
+    """One SSE response: its subscriber, cursor and counters."""
+
+    def __init__(self, runtime: FeedRuntime, subscription: Subscription, cursor: int | None):
+        self.runtime = runtime
+        self.subscription = subscription
+        self.cursor = cursor
+        self.sent = 0
+        self.opened = time.monotonic()
+        self.subscriber = Subscriber(subscription, runtime.config["SUBSCRIBER_MAX_PENDING"])
+
+    def _replay(self) -> Iterator[bytes]:
+        """Send every matching logged event after the cursor, up to the head."""
+        while True:
+            matches, position, at_head = _scan(self.runtime, self.subscription, self.cursor)
+            if matches:
+                self.sent += len(matches)
+                yield b"".join(render_frame(event, view, op) for event, view, op in matches)
+            self.cursor = position
+            if at_head:
+                return
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Yield the stream's bytes until the client goes away."""
+        runtime, hub, subscriber = self.runtime, self.runtime.hub, self.subscriber
+        config = runtime.config
+        # Registered before the log is read, so nothing falls between replay and live.
+        hub.add(subscriber)
+        try:
+            retry = config["RETRY_MS"] + random.randint(0, config["RETRY_JITTER_MS"])
+            opening = [sse.frame(retry=retry)]
+            reset = reset_for(runtime, self.subscription, self.cursor)
+            if reset is not None:
+                opening.append(sse.frame(orjson.dumps(reset), id=reset["cursor"], event="reset"))
+                self.cursor = reset["cursor"]
+            elif self.cursor is None:
+                self.cursor = _head(runtime)
+            yield b"".join(opening)
+            yield from self._replay()
+            ready = {"cursor": self.cursor, "replayed": self.sent}
+            yield sse.frame(orjson.dumps(ready), event="ready")
+            heartbeat = config["HEARTBEAT_SECONDS"]
+            while True:
+                woke = subscriber.signal.wait(heartbeat)
+                frames = subscriber.take(hub.head)
+                if frames is None:
+                    # It fell too far behind to queue in memory: the log catches it up.
+                    subscriber.overflowed = False
+                    yield from self._replay()
+                    continue
+                fresh = [frame for event_id, frame in frames if event_id > self.cursor]
+                if fresh:
+                    self.cursor = frames[-1][0]
+                    self.sent += len(fresh)
+                    yield b"".join(fresh)
+                elif not woke:
+                    self.cursor = max(self.cursor, subscriber.safe_cursor)
+                    yield sse.heartbeat(self.cursor)
+        finally:
+            hub.remove(subscriber)
+
+
+def poll(
+    runtime: FeedRuntime, subscription: Subscription, cursor: int | None, limit: int, wait: float
+) -> dict:
+    """Answer one poll or long poll: matching events after the cursor, and the next cursor."""
+    reset = reset_for(runtime, subscription, cursor)
+    if reset is not None:
+        raise ApiError(
+            410,
+            "cursor_expired",
+            "Events after this cursor are no longer in the log; reload the snapshot.",
+            {"cursor": cursor},
+            extra={"reset": reset},
+        )
+    if cursor is None:
+        cursor = _head(runtime)
+    waiter = Subscriber(subscription, max_pending=1)
+    deadline = time.monotonic() + wait
+    if wait > 0:
+        runtime.hub.add(waiter)
+    try:
+        while True:
+            waiter.signal.clear()
+            events, position, more = _collect(runtime, subscription, cursor, limit)
+            remaining = deadline - time.monotonic()
+            if events or remaining <= 0:
+                return {"events": events, "cursor": position, "more": more}
+            cursor = position
+            waiter.signal.wait(remaining)
+    finally:
+        if wait > 0:
+            runtime.hub.remove(waiter)
+
+
+def _collect(
+    runtime: FeedRuntime, subscription: Subscription, cursor: int, limit: int
+) -> tuple[list, int, bool]:
+    """Gather up to `limit` matching events after the cursor; return them, the next cursor
+    (the last event returned, or how far the log was read when none matched) and `more`."""
+    events: list = []
+    last_id = None
+    position = cursor
+    for _ in range(POLL_SCAN_PAGES):
+        matches, position, at_head = _scan(runtime, subscription, position)
+        for event, view, op in matches:
+            shaped = view.shape(event.data, op)
+            # Unchanged events go out as their stored bytes, not re-encoded.
+            events.append(orjson.Fragment(event.raw) if shaped is event.data else shaped)
+            last_id = event.id
+            if len(events) == limit:
+                return events, last_id, True
+        if at_head:
+            return events, position if last_id is None else last_id, False
+    return events, position if last_id is None else last_id, True

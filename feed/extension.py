@@ -1,0 +1,234 @@
+"""The Flask extension: wires capture, log, bus and hub to an app and its database."""
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+import gevent
+import redis
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+from .bus import Bus
+from .capture import _APPENDED, MUTATION, Capture
+from .hub import Hub
+from .idempotency import IdempotencyStore
+from .live import LiveTable, is_live, live_table
+from .log import Event, EventLog
+
+logger = logging.getLogger("tidings")
+
+# Custom topics every Tidings app has.
+BUILTIN_TOPICS = ("presence", "monitor")
+
+
+class Feed:
+    """The change feed for one Flask-SQLAlchemy database; `init_app` attaches it to apps."""
+
+    def __init__(self, db: SQLAlchemy, topics: tuple[str, ...] = ()):
+        self.db = db
+        self.topics = BUILTIN_TOPICS + tuple(topics)
+        self.log = EventLog(db.metadata)
+        self.idempotency = IdempotencyStore(db.metadata)
+        self.capture = Capture(self.log, on_commit=lambda events: runtime().published(events))
+        self.capture.attach(db.session)
+
+    def init_app(self, app: Flask) -> "FeedRuntime":
+        """Attach the feed to an app and return its runtime."""
+        state = FeedRuntime(app, self)
+        app.extensions["tidings"] = state
+        return state
+
+
+def runtime() -> "FeedRuntime":
+    """Return the feed runtime of the current app."""
+    return current_app.extensions["tidings"]
+
+
+def _tune_sqlite(engine: sa.Engine) -> None:
+    """Use WAL, and real transactions: BEGIN for reads, BEGIN IMMEDIATE for writes."""
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=10000",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        write = conn.get_execution_options().get("tidings_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class FeedRuntime:
+    """The feed's per-app state: tables, topics, hub, bus and background work."""
+
+    def __init__(self, app: Flask, feed: Feed):
+        self.app = app
+        self.feed = feed
+        self.config = app.config
+        self.log = feed.log
+        self.idempotency = feed.idempotency
+        self.hub = Hub()
+        with app.app_context():
+            self.engine: sa.Engine = feed.db.engine
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        if self.sqlite:
+            _tune_sqlite(self.engine)
+        # SQLite lets one writer in at a time; greenlets of this process queue here
+        # instead of blocking the whole process inside the driver.
+        self._write_lock = threading.Lock() if self.sqlite else None
+        self._ingest_lock = threading.Lock()
+        self.redis = redis.Redis.from_url(
+            app.config["REDIS_URL"],
+            socket_timeout=10,
+            socket_connect_timeout=1,
+            health_check_interval=30,
+        )
+        self.bus = Bus(
+            self.redis,
+            app.config["FEED_CHANNEL"],
+            ingest=self.ingest,
+            catch_up=self.catch_up,
+            positions=self._positions,
+            relay_seconds=app.config["RELAY_SECONDS"],
+        )
+        self.started = False
+        self._greenlets: list[gevent.Greenlet] = []
+
+    # Tables and topics
+
+    @property
+    def tables(self) -> dict[str, LiveTable]:
+        """Return the live tables by name."""
+        models = [m.class_ for m in self.feed.db.Model.registry.mappers if is_live(m.class_)]
+        return {table.name: table for table in map(live_table, models)}
+
+    @property
+    def custom_topics(self) -> tuple[str, ...]:
+        """Return the declared custom topics."""
+        return self.feed.topics + tuple(self.config["TOPICS"])
+
+    # Transactions
+
+    @contextmanager
+    def write(self, mutation: str | None = None) -> Iterator[Session]:
+        """Run a write transaction on the session; commit on success, roll back on error."""
+        session = self.feed.db.session()
+        with self._write_lock or nullcontext():
+            if session.in_transaction():
+                session.rollback()
+            session.connection(execution_options={"tidings_write": True})
+            session.info[MUTATION] = mutation
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.info.pop(MUTATION, None)
+
+    @staticmethod
+    def appended(session: Session) -> list[Event]:
+        """Return the events this transaction appended so far."""
+        session.flush()
+        return list(session.info.get(_APPENDED, ()))
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """Run a read-only transaction that sees one consistent state of the database."""
+        with self.engine.connect() as conn:
+            if not self.sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    # Delivery into this process's hub
+
+    def published(self, events: list[Event]) -> None:
+        """Take the events of a commit: publish them to every process."""
+        self.bus.publish(events)
+
+    def ingest(self, events: list[Event]) -> None:
+        """Deliver events to the hub in id order, filling any hole from the log."""
+        with self._ingest_lock:
+            for event in events:
+                if event.id <= self.hub.head:
+                    continue
+                if event.id > self.hub.head + 1:
+                    self._deliver_from_log(until=event.id - 1)
+                if event.id > self.hub.head:
+                    self.hub.deliver(event)
+
+    def catch_up(self) -> None:
+        """Deliver every event the log holds beyond the hub's head."""
+        with self._ingest_lock:
+            self._deliver_from_log(until=None)
+
+    def _deliver_from_log(self, until: int | None) -> None:
+        page = 1000
+        while True:
+            with self.read() as conn:
+                events = self.log.read(conn, self.hub.head, until=until, limit=page)
+            for event in events:
+                self.hub.deliver(event)
+            if len(events) < page:
+                return
+
+    def _positions(self) -> tuple[int, int]:
+        with self.read() as conn:
+            return self.log.head(conn), self.hub.head
+
+    # Background work
+
+    def start(self) -> None:
+        """Start the listener, the relay and retention in this (gevent-patched) process."""
+        if self.started:
+            return
+        self.started = True
+        with self.app.app_context():
+            with self.read() as conn:
+                self.hub.head = self.log.head(conn)
+        self.bus.start()
+        self._greenlets.append(gevent.spawn(self._prune_forever))
+
+    def stop(self) -> None:
+        """Stop background work."""
+        self.bus.stop()
+        gevent.killall(self._greenlets, block=True, timeout=2)
+        self._greenlets = []
+        self.started = False
+
+    def prune(self) -> tuple[int, int]:
+        """Apply retention to the log and the idempotency keys once."""
+        hours = self.config["RETENTION_HOURS"]
+        with self.app.app_context(), self.write() as session:
+            conn = session.connection()
+            events = self.log.prune(
+                conn, max_age_seconds=hours * 3600, max_events=self.config["RETENTION_EVENTS"]
+            )
+            keys = self.idempotency.prune(conn, self.config["IDEMPOTENCY_HOURS"] * 3600)
+        return events, keys
+
+    def _prune_forever(self) -> None:
+        while True:
+            gevent.sleep(self.config["PRUNE_SECONDS"])
+            try:
+                pruned, _ = self.prune()
+                if pruned:
+                    logger.info("retention pruned %d events", pruned)
+            except Exception:
+                logger.exception("retention pass failed")

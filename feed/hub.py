@@ -1,0 +1,105 @@
+"""In-process fan-out: topic → subscribers, each with a bounded queue of ready frames."""
+
+from collections import defaultdict, deque
+
+import orjson
+from gevent.event import Event as Signal
+
+from . import sse
+from .filters import Subscription, TopicView
+from .log import Event
+
+
+def render_frame(event: Event, view: TopicView, op: str) -> bytes:
+    """Frame an event as a view sees it; the stored bytes are reused when nothing changes."""
+    if op == event.data["op"] and view.select is None:
+        return sse.change_frame(event.id, event.raw)
+    return sse.change_frame(event.id, orjson.dumps(view.shape(event.data, op)))
+
+
+class Subscriber:
+    """One stream or long-poll waiter: its subscription, queued frames and wake-up signal."""
+
+    __slots__ = ("subscription", "pending", "signal", "overflowed", "safe_cursor", "max_pending")
+
+    def __init__(self, subscription: Subscription, max_pending: int):
+        self.subscription = subscription
+        self.pending: deque[tuple[int, bytes]] = deque()
+        self.signal = Signal()
+        # Set when the queue filled up: frames were dropped and must be read from the log.
+        self.overflowed = False
+        # Every event up to here was either queued or does not match.
+        self.safe_cursor = 0
+        self.max_pending = max_pending
+
+    def push(self, event_id: int, frame: bytes) -> None:
+        """Queue a frame, or drop the queue when it is full so the log takes over."""
+        if len(self.pending) >= self.max_pending:
+            self.overflowed = True
+            self.pending.clear()
+        else:
+            self.pending.append((event_id, frame))
+        self.signal.set()
+
+    def take(self, hub_head: int) -> list[tuple[int, bytes]] | None:
+        """Return and clear queued frames; None means: catch up from the log."""
+        self.signal.clear()
+        if self.overflowed:
+            return None
+        frames = list(self.pending)
+        self.pending.clear()
+        self.safe_cursor = hub_head
+        return frames
+
+
+class Hub:
+    """Route each event once to every interested subscriber of this process."""
+
+    def __init__(self) -> None:
+        self.by_topic: dict[str, set[Subscriber]] = defaultdict(set)
+        # Newest event id delivered; events arrive here in id order with no holes.
+        self.head = 0
+        self.delivered = 0
+        self.overflows = 0
+
+    def add(self, subscriber: Subscriber) -> None:
+        """Start routing events to a subscriber."""
+        for topic in subscriber.subscription.topics:
+            self.by_topic[topic].add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        """Stop routing events to a subscriber and forget it."""
+        for topic in subscriber.subscription.topics:
+            subscribers = self.by_topic.get(topic)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self.by_topic[topic]
+
+    @property
+    def subscriber_count(self) -> int:
+        """Return how many distinct subscribers are registered."""
+        return len({s for subscribers in self.by_topic.values() for s in subscribers})
+
+    def deliver(self, event: Event) -> None:
+        """Queue an event for every subscriber that sees it, formatting each shape once."""
+        subscribers = self.by_topic.get(event.topic)
+        if subscribers:
+            frames: dict[tuple, bytes] = {}
+            for subscriber in subscribers:
+                if subscriber.overflowed:
+                    continue
+                view = subscriber.subscription.views[event.topic]
+                op = view.effective_op(event.data)
+                if op is None:
+                    continue
+                key = (op, view.select)
+                frame = frames.get(key)
+                if frame is None:
+                    frame = frames[key] = render_frame(event, view, op)
+                subscriber.push(event.id, frame)
+                if subscriber.overflowed:
+                    self.overflows += 1
+                else:
+                    self.delivered += 1
+        self.head = event.id

@@ -1,0 +1,201 @@
+"""Live tables: the mixin that marks a model live, its columns and its JSON form."""
+
+import datetime as dt
+import decimal
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .errors import ApiError
+
+# Columns the feed maintains; a client may read them but never write them.
+MANAGED_COLUMNS = frozenset({"id", "version", "updated_at"})
+
+
+def utcnow() -> dt.datetime:
+    """Return the current UTC time, naive, at millisecond precision."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def iso(value: dt.datetime) -> str:
+    """Format a UTC datetime as ISO 8601 with milliseconds and Z."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class LiveMixin:
+    """Mark a Flask-SQLAlchemy model live: captured, served over REST and streamed."""
+
+    __live__ = True
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+
+
+def is_live(obj_or_cls: Any) -> bool:
+    """Tell whether a model instance or class is live."""
+    return getattr(obj_or_cls, "__live__", False) is True
+
+
+def type_name(column: sa.Column) -> str:
+    """Map a column's SQL type to the protocol's type names."""
+    kind = column.type
+    if isinstance(kind, sa.Boolean):
+        return "boolean"
+    if isinstance(kind, sa.Integer):
+        return "integer"
+    if isinstance(kind, sa.Numeric | sa.Float):
+        return "number"
+    if isinstance(kind, sa.DateTime):
+        return "datetime"
+    if isinstance(kind, sa.Date):
+        return "date"
+    if isinstance(kind, sa.JSON):
+        return "json"
+    return "string"
+
+
+def to_json(value: Any) -> Any:
+    """Turn a column value into its JSON form."""
+    if isinstance(value, dt.datetime):
+        return iso(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """Parse an ISO 8601 datetime into naive UTC."""
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def from_json(column: sa.Column, value: Any) -> Any:
+    """Check and convert a JSON value for a column, raising ValueError when it does not fit."""
+    if value is None:
+        if not column.nullable:
+            raise ValueError("may not be null")
+        return None
+    kind = type_name(column)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        return value
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        return float(value)
+    if kind == "datetime":
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 datetime string")
+        return parse_datetime(value)
+    if kind == "date":
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date string")
+        return dt.date.fromisoformat(value)
+    if kind == "json":
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    length = getattr(column.type, "length", None)
+    if length and len(value) > length:
+        raise ValueError(f"must be at most {length} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class LiveTable:
+    """What the feed knows of one live model."""
+
+    name: str
+    model: type
+    columns: dict[str, sa.Column]
+
+    def describe(self) -> dict:
+        """Describe the table for GET /api/tables."""
+        return {
+            "name": self.name,
+            "columns": [
+                {
+                    "name": name,
+                    "type": type_name(column),
+                    "nullable": bool(column.nullable),
+                    "primary_key": bool(column.primary_key),
+                }
+                for name, column in self.columns.items()
+            ],
+        }
+
+    def row(self, obj: Any) -> dict:
+        """Return the JSON form of a model instance."""
+        return {name: to_json(getattr(obj, name)) for name in self.columns}
+
+    def row_from_mapping(self, mapping: Any) -> dict:
+        """Return the JSON form of a result row."""
+        return {name: to_json(mapping[name]) for name in self.columns}
+
+    def column(self, name: str) -> sa.Column:
+        """Return a column by name, or raise a 400 naming it."""
+        try:
+            return self.columns[name]
+        except KeyError:
+            raise ApiError(
+                400,
+                "unknown_column",
+                f"Table {self.name} has no column {name!r}.",
+                {"table": self.name, "column": name},
+            ) from None
+
+    def values_from_body(self, body: Any, *, partial: bool) -> dict:
+        """Validate a JSON write body and return column values for the model."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
+        values, problems = {}, {}
+        for name, value in body.items():
+            if name in MANAGED_COLUMNS:
+                problems[name] = "is maintained by the server and cannot be written"
+                continue
+            column = self.column(name)
+            try:
+                values[name] = from_json(column, value)
+            except ValueError as exc:
+                problems[name] = str(exc)
+        if not partial:
+            for name, column in self.columns.items():
+                required = not column.nullable and column.default is None
+                if required and name not in MANAGED_COLUMNS and name not in body:
+                    problems[name] = "is required"
+        if problems:
+            raise ApiError(
+                400,
+                "invalid_row",
+                "Some values do not fit their columns: "
+                + "; ".join(f"{name} {why}" for name, why in problems.items())
+                + ".",
+                {"table": self.name, "columns": problems},
+            )
+        return values
+
+
+@functools.cache
+def live_table(model: type) -> LiveTable:
+    """Describe a live model."""
+    # id first, the feed's bookkeeping last, the model's own columns between.
+    rank = {"id": 0, "version": 2, "updated_at": 3}
+    ordered = sorted(model.__table__.columns, key=lambda column: rank.get(column.name, 1))
+    columns = {column.name: column for column in ordered}
+    return LiveTable(model.__tablename__, model, columns)

@@ -1,0 +1,15 @@
+"""The database handle, the feed, and the bakery demo's live tables."""
+
+from .bakery import AuditLog, BreadType, Notification, ProductionLog, SalesLog, ShiftFeedback
+from .base import db, feed
+
+__all__ = [
+    "AuditLog",
+    "BreadType",
+    "Notification",
+    "ProductionLog",
+    "SalesLog",
+    "ShiftFeedback",
+    "db",
+    "feed",
+]

@@ -1,0 +1,72 @@
+"""Fixtures: a real embedded Redis, real SQLite files, and real gunicorn servers."""
+
+import pytest
+
+from app import create_app
+from feed.embedded import EmbeddedRedis
+from models import db
+
+from .servers import TidingsServer, free_port
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A private valkey-server for the whole session, on a loopback TCP port."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_redis(tmp_path):
+    """A valkey-server of this test's own, free to be killed and restarted."""
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    """A fresh SQLite database file."""
+    return f"sqlite:///{tmp_path / 'tidings.db'}"
+
+
+@pytest.fixture
+def app(database_url, redis_server, tmp_path):
+    """An app on a fresh database, with its tables created."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": redis_server.url,
+            "FEED_CHANNEL": f"tidings:test:{tmp_path.name}",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client (no streaming: use `server` for that)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def start_server(database_url, redis_server, app):
+    """Start gunicorn servers on the test's database; all are stopped at the end."""
+    started: list[TidingsServer] = []
+
+    def start(workers: int = 1, redis_url: str | None = None, **env: str) -> TidingsServer:
+        server = TidingsServer(database_url, redis_url or redis_server.url, workers=workers, **env)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

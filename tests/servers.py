@@ -1,0 +1,91 @@
+"""Real servers for tests: gunicorn + gevent running Tidings, on loopback ports."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TidingsServer:
+    """A gunicorn process serving Tidings against a given database and Redis."""
+
+    def __init__(self, database_url: str, redis_url: str, *, workers: int = 1, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "GRACEFUL_TIMEOUT": "1",
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+        self.log_path = None
+
+    def start(self, timeout: float = 20.0) -> "TidingsServer":
+        """Start gunicorn and wait until it answers /healthz."""
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        self.process = subprocess.Popen(
+            [gunicorn, "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("gunicorn exited:\n" + self.process.stderr.read().decode())
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("gunicorn did not come up")
+
+    def stop(self) -> None:
+        """Stop gunicorn and its workers."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process.stderr.close()
+        self.process = None
+
+    def kill(self) -> None:
+        """Kill gunicorn and its workers at once, as a crash would."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process.stderr.close()
+            self.process = None
+
+    def restart(self) -> "TidingsServer":
+        """Stop and start again on the same port."""
+        self.stop()
+        return self.start()

@@ -1,0 +1,31 @@
+"""A first end-to-end pass: write over HTTP, receive over SSE and poll."""
+
+import requests
+
+from .sse import SseStream
+
+SALE = {
+    "bread_type_id": 1,
+    "quantity": 2,
+    "unit_price": 6.5,
+    "shift": "morning",
+    "recorded_by": "t",
+}
+
+
+def test_write_reaches_stream_and_poll(start_server):
+    server = start_server(workers=2, HEARTBEAT_SECONDS="1")
+    bread = requests.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5}).json()
+    with SseStream(server.url, "topics=sales_logs") as stream:
+        ready = stream.until("ready")[-1].json()
+        created = requests.post(
+            f"{server.url}/api/sales_logs", json=SALE | {"bread_type_id": bread["row"]["id"]}
+        )
+        assert created.status_code == 201
+        change = stream.until("change")[-1]
+        assert int(change.id) == created.json()["event"]
+        assert change.json()["row"] == created.json()["row"]
+    polled = requests.get(
+        f"{server.url}/api/changes", params={"topics": "sales_logs", "cursor": ready["cursor"]}
+    )
+    assert [e["id"] for e in polled.json()["events"]] == [created.json()["event"]]

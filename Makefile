@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint format chromium clean
+.PHONY: run test bench lint format services clean
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,16 +19,21 @@ run: $(BIN)/.runtime
 	$(BIN)/flask --app app seed
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-# Browser tests drive Debian's Chromium; install it when the machine lacks it.
-chromium:
-	@command -v chromium >/dev/null || { \
-		echo "installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# Tests drive Debian's Chromium and start a private PostgreSQL: install what is missing.
+services:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	{ command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } \
+		|| missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing from Debian for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-test: $(BIN)/.dev chromium
+test: $(BIN)/.dev services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)" $(BIN)/pytest
 
 bench: $(BIN)/.dev
 	$(BIN)/python -m bench

@@ -6,6 +6,7 @@ from app import create_app
 from feed.embedded import EmbeddedRedis
 from models import db
 
+from . import postgres
 from .servers import TidingsServer, free_port
 
 
@@ -25,6 +26,22 @@ def fresh_redis(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL server for the session (`make test` installs it when missing)."""
+    if not postgres.available():
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not on PATH")
+    server = postgres.PostgresServer(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, tmp_path):
+    """A fresh PostgreSQL database for one test."""
+    return postgres_server.create_database(f"t_{tmp_path.name.lower()}")
 
 
 @pytest.fixture

@@ -63,7 +63,8 @@ class Bus:
 
     def publish(self, events: list[Event]) -> None:
         """Publish committed events; when Redis is down, deliver them here from memory."""
-        if self.up:
+        # A process without a listener (a CLI command, a script) still tries to publish.
+        if self.up or not self._greenlets:
             try:
                 with self.client.pipeline(transaction=False) as pipe:
                     for event in events:
@@ -74,7 +75,8 @@ class Bus:
             except REDIS_DOWN:
                 self._mark(False)
         # Other processes pick these up from the log through their relay.
-        self.ingest(events)
+        if self._greenlets:
+            self.ingest(events)
 
     def ping(self) -> bool:
         """Tell whether Redis answers right now."""

@@ -1,6 +1,6 @@
 """A small SSE client for tests: parses blocks the way a browser's EventSource does."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -19,6 +19,18 @@ class Block:
     def json(self):
         """Parse the data as JSON."""
         return orjson.loads(self.data)
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Cut a byte stream into lines at LF, whatever the chunk boundaries.
+
+    requests' iter_lines(delimiter=) yields a spurious empty line whenever a chunk ends
+    with the delimiter, which would end an SSE block early.
+    """
+    buffer = b""
+    for chunk in chunks:
+        *complete, buffer = (buffer + chunk).split(b"\n")
+        yield from complete
 
 
 def parse(lines: Iterator[bytes]) -> Iterator[Block]:
@@ -59,7 +71,7 @@ class SseStream:
             f"{base_url}/stream?{query}", headers=headers, stream=True, timeout=timeout
         )
         self.response.raise_for_status()
-        self.blocks = parse(self.response.iter_lines(delimiter=b"\n"))
+        self.blocks = parse(split_lines(self.response.iter_content(chunk_size=None)))
 
     def next(self) -> Block:
         """Return the next block."""

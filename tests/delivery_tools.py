@@ -1,0 +1,284 @@
+"""Shared pieces of the delivery-guarantee tests: a random writer, stream followers, the log."""
+
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import requests
+
+from .sse import SseStream, parse, split_lines
+
+SHIFTS = ("morning", "afternoon", "night")
+# The tables the writer changes; bread_types only gets updates after its first rows.
+WRITTEN_TABLES = ("production_logs", "sales_logs", "shift_feedback", "bread_types")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll a predicate until it returns something truthy, or fail naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def head(url: str) -> int:
+    """Return the log head as a snapshot reports it."""
+    response = requests.get(f"{url}/api/bread_types", params={"limit": 0}, timeout=10)
+    response.raise_for_status()
+    return int(response.headers["X-Cursor"])
+
+
+def changes(url: str, query: str, cursor: int) -> list[dict]:
+    """Return every event a poller with this subscription gets after the cursor."""
+    events: list[dict] = []
+    for _ in range(1000):
+        response = requests.get(
+            f"{url}/api/changes?{query}", params={"cursor": cursor, "limit": 1000}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        events.extend(body["events"])
+        cursor = body["cursor"]
+        if not body["more"]:
+            return events
+    raise AssertionError("the log did not end")
+
+
+def ids(events: list[dict]) -> list[int]:
+    """Return the ids of events, in the order given."""
+    return [event["id"] for event in events]
+
+
+def create_bread_types(url: str, count: int = 4) -> list[int]:
+    """Create bread types for the other tables to point at; return their ids."""
+    created = []
+    for n in range(count):
+        response = requests.post(
+            f"{url}/api/bread_types",
+            json={"name": f"bread-{n}-{random.random()}", "price": 3 + n},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        created.append(response.json()["row"]["id"])
+    return created
+
+
+@dataclass
+class Written:
+    """One acknowledged write: the table, the op, the row id and the event id it got."""
+
+    table: str
+    op: str
+    pk: int
+    event: int
+
+
+@dataclass
+class Writer:
+    """Commit random inserts, updates and deletes over HTTP, remembering every acknowledgement.
+
+    Each writer only touches rows it created, so several can run side by side without
+    conflicts.
+    """
+
+    url: str
+    bread_types: list[int]
+    seed: int
+    tables: tuple[str, ...] = WRITTEN_TABLES
+    written: list[Written] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.http = requests.Session()
+        self.rows: dict[str, list[int]] = {t: [] for t in self.tables}
+        self.serial = 0
+
+    def values(self, table: str) -> dict:
+        """Return random column values for a new or changed row; every call differs from
+        the last, so an update always changes the row."""
+        rng = self.rng
+        self.serial += 1
+        tag = f"w{self.seed}-{self.serial}"
+        if table == "bread_types":
+            return {"name": tag, "price": round(rng.uniform(2, 9), 2), "active": rng.random() < 0.8}
+        if table == "shift_feedback":
+            return {"shift": rng.choice(SHIFTS), "note": tag, "mood": rng.randint(1, 5)}
+        values = {
+            "bread_type_id": rng.choice(self.bread_types),
+            "quantity": rng.randint(1, 100),
+            "shift": rng.choice(SHIFTS),
+            "recorded_by": tag,
+        }
+        if table == "sales_logs":
+            values["unit_price"] = round(rng.uniform(2, 9), 2)
+        return values
+
+    def step(self) -> Written:
+        """Make one random change and return its acknowledgement."""
+        rng = self.rng
+        table = rng.choice(self.tables)
+        rows = self.rows[table] if table != "bread_types" else self.bread_types
+        roll = rng.random()
+        if table == "bread_types" or (rows and roll < 0.3):
+            pk = rng.choice(rows)
+            response = self.http.patch(
+                f"{self.url}/api/{table}/{pk}", json=self.values(table), timeout=30
+            )
+            op = "UPDATE"
+        elif len(rows) > 3 and roll < 0.5:
+            pk = rows.pop(rng.randrange(len(rows)))
+            response = self.http.delete(f"{self.url}/api/{table}/{pk}", timeout=30)
+            op = "DELETE"
+        else:
+            response = self.http.post(
+                f"{self.url}/api/{table}", json=self.values(table), timeout=30
+            )
+            op = "INSERT"
+        assert response.status_code in (200, 201), response.text
+        body = response.json()
+        assert isinstance(body["event"], int), body
+        if op == "INSERT":
+            pk = body["row"]["id"]
+            rows.append(pk)
+        done = Written(table, op, pk, body["event"])
+        self.written.append(done)
+        return done
+
+    def run(self, count: int, pause: float = 0.0) -> None:
+        """Make `count` changes, optionally pausing between them."""
+        for _ in range(count):
+            self.step()
+            if pause:
+                time.sleep(pause)
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self.http.close()
+
+
+def run_writers(
+    url: str,
+    bread_types: list[int],
+    total: int,
+    *,
+    threads: int = 2,
+    tables: tuple[str, ...] = WRITTEN_TABLES,
+    pause: float = 0.0,
+) -> list[Written]:
+    """Run writers in threads until `total` changes are acknowledged; return them in id order."""
+    writers = [Writer(url, bread_types, seed=n, tables=tables) for n in range(threads)]
+    workers = [
+        threading.Thread(
+            target=w.run, args=(total // threads + (n < total % threads), pause), daemon=True
+        )
+        for n, w in enumerate(writers)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert not worker.is_alive(), "a writer did not finish"
+    for writer in writers:
+        writer.close()
+    written = [w for writer in writers for w in writer.written]
+    assert len(written) == total, "a writer failed"
+    return sorted(written, key=lambda w: w.event)
+
+
+class Follower(threading.Thread):
+    """An SSE subscriber that drops its connection at random points and resumes with
+    Last-Event-ID, recording every change it receives, until it has seen `target`."""
+
+    def __init__(
+        self, url: str, query: str, cursor: int, seed: int, *, deadline: float, drops: bool = True
+    ):
+        super().__init__(daemon=True)
+        self.url = url
+        self.drops = drops
+        self.query = query
+        self.last_id = str(cursor)
+        self.rng = random.Random(seed)
+        self.deadline = deadline
+        self.events: list[dict] = []
+        self.resets: list[dict] = []
+        self.connections = 0
+        self.target: int | None = None
+        self.error: BaseException | None = None
+
+    def done(self) -> bool:
+        """Tell whether the follower's cursor reached the target."""
+        return self.target is not None and int(self.last_id) >= self.target
+
+    def run(self) -> None:
+        try:
+            while not self.done() and time.monotonic() < self.deadline:
+                self.connections += 1
+                self.follow_once()
+                time.sleep(self.rng.random() * 0.05)
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+
+    def follow_once(self) -> None:
+        """Read one connection for a random number of blocks or a random time, then drop it."""
+        budget = self.rng.randint(1, 120) if self.drops else -1
+        lifetime = self.rng.uniform(0.2, 2.0) if self.drops else self.deadline
+        drop_at = min(self.deadline, time.monotonic() + lifetime)
+        with SseStream(self.url, self.query, last_event_id=self.last_id, timeout=10) as stream:
+            for block in stream.blocks:
+                if block.id is not None:
+                    self.last_id = block.id
+                if block.event == "change":
+                    self.events.append(block.json())
+                elif block.event == "reset":
+                    self.resets.append(block.json())
+                budget -= 1
+                if budget == 0 or self.done() or time.monotonic() > drop_at:
+                    return
+
+
+class RawStream:
+    """A /stream request on a bare socket that reads only when asked to.
+
+    It speaks HTTP/1.0, so the body is the event stream itself, unchunked; a small
+    receive buffer makes the server's writes block as soon as the client stops reading.
+    """
+
+    def __init__(self, url: str, query: str, *, receive_buffer: int = 4096, timeout: float = 10):
+        parts = urlsplit(url)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(timeout)
+        self.sock.connect((parts.hostname, parts.port))
+        request = f"GET /stream?{query} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n"
+        self.sock.sendall(request.encode())
+        self.received = 0
+        self.blocks = parse(split_lines(self._body()))
+
+    def _body(self) -> Iterator[bytes]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            assert chunk, "the server closed the stream before its headers"
+            data += chunk
+        status, _, rest = data.partition(b"\r\n\r\n")
+        assert status.split(b"\r\n")[0].split()[1] == b"200", status
+        self.received += len(rest)
+        yield rest
+        while chunk := self.sock.recv(65536):
+            self.received += len(chunk)
+            yield chunk
+
+    def close(self, reset: bool = False) -> None:
+        """Close the socket; with reset, abort the connection as a vanished client would."""
+        if reset:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()

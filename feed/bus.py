@@ -2,10 +2,12 @@
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 import gevent
 import redis
+from gevent.event import Event as Signal
 
 from .log import Event
 
@@ -42,10 +44,16 @@ class Bus:
         self.received = 0
         self.published = 0
         self._greenlets: list[gevent.Greenlet] = []
+        self._outbox: deque[Event] = deque()
+        self._outbox_signal = Signal()
 
     def start(self) -> None:
-        """Start the listener and the relay greenlets."""
-        self._greenlets = [gevent.spawn(self._listen), gevent.spawn(self._relay)]
+        """Start the publisher, the listener and the relay greenlets."""
+        self._greenlets = [
+            gevent.spawn(self._publish_queued),
+            gevent.spawn(self._listen),
+            gevent.spawn(self._relay),
+        ]
 
     def stop(self) -> None:
         """Stop the background greenlets."""
@@ -62,21 +70,49 @@ class Bus:
         self.up = up
 
     def publish(self, events: list[Event]) -> None:
-        """Publish committed events; when Redis is down, deliver them here from memory."""
-        # A process without a listener (a CLI command, a script) still tries to publish.
-        if self.up or not self._greenlets:
-            try:
-                with self.client.pipeline(transaction=False) as pipe:
-                    for event in events:
-                        pipe.publish(self.channel, event.raw)
-                    pipe.execute()
-                self.published += len(events)
-                return
-            except REDIS_DOWN:
-                self._mark(False)
-        # Other processes pick these up from the log through their relay.
+        """Publish committed events to every process.
+
+        A serving process queues them for its publisher greenlet, so the write's response
+        does not wait on Redis and commits arriving together go out in one round trip.
+        A process without greenlets (a CLI command, a script) publishes at once.
+        """
         if self._greenlets:
-            self.ingest(events)
+            self._outbox.extend(events)
+            self._outbox_signal.set()
+            return
+        try:
+            self._send(events)
+        except REDIS_DOWN:
+            self._mark(False)
+
+    def _send(self, events: list[Event]) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(self.channel, event.raw)
+            pipe.execute()
+        self.published += len(events)
+
+    def _publish_queued(self) -> None:
+        """Drain the outbox; while Redis is down, deliver here from memory instead."""
+        while True:
+            self._outbox_signal.wait()
+            self._outbox_signal.clear()
+            batch = list(self._outbox)
+            self._outbox.clear()
+            if not batch:
+                continue
+            try:
+                if self.up:
+                    try:
+                        self._send(batch)
+                        continue
+                    except REDIS_DOWN:
+                        self._mark(False)
+                # Other processes pick these up from the log through their relay.
+                self.ingest(batch)
+            except Exception:
+                # The relay delivers these from the log; keep publishing what comes next.
+                logger.exception("publishing a batch failed")
 
     def ping(self) -> bool:
         """Tell whether Redis answers right now."""

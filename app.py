@@ -6,7 +6,7 @@ import os
 from flask import Flask
 
 import config as settings
-from blueprints import api, errors, ops, stream
+from blueprints import api, dashboard, errors, monitor, observe, ops, stream
 from models import db, feed
 from models.seed import register_cli
 
@@ -22,8 +22,11 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_app(app)
     feed.init_app(app)
     errors.init_app(app)
+    observe.init_app(app)
     app.register_blueprint(stream.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(monitor.bp)
+    app.register_blueprint(dashboard.bp)
     register_cli(app)
     return app

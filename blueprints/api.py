@@ -1,11 +1,13 @@
 """The REST API over live tables: describe, snapshot, read, write, batch and publish."""
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from feed import ApiError, runtime
 from feed.capture import event_body
@@ -19,10 +21,27 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 WRITE_METHODS = ("POST", "PATCH", "DELETE")
 
 
+def _fixed_route_methods(path: str) -> set[str]:
+    """Return the methods of the fixed routes (such as /api/changes) at a path."""
+    return {
+        method
+        for rule in current_app.url_map.iter_rules()
+        if not rule.arguments and rule.rule == path
+        for method in rule.methods or ()
+    }
+
+
 def _table(name: str) -> LiveTable:
-    """Return a live table by name, or raise a 404 naming it."""
+    """Return a live table by name, or raise a 404 naming it.
+
+    POST /api/changes lands on the table routes: a wrong method, not an unknown table.
+    """
     table = runtime().tables.get(name)
     if table is None:
+        from_url = (request.view_args or {}).get("name") == name
+        methods = _fixed_route_methods(request.path) if from_url else None
+        if methods:
+            raise MethodNotAllowed(valid_methods=sorted(methods))
         raise ApiError(
             404,
             "unknown_table",
@@ -39,26 +58,30 @@ def tables():
 
 
 def _order(table: LiveTable, text: str | None) -> list[sa.ColumnElement]:
-    """Parse `order=col.asc,col2.desc`."""
-    if not text:
-        return [table.columns["id"].asc()]
-    clauses = []
-    for part in text.split(","):
+    """Parse `order=col.asc,col2.desc`; id breaks ties so limit/offset pages are stable."""
+    clauses, named = [], set()
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
         name, _, direction = part.strip().partition(".")
         column = table.column(name)
         if direction not in ("", "asc", "desc"):
             raise ApiError(
                 400,
                 "invalid_order",
-                f"Order direction {direction!r} must be asc or desc.",
+                f"In order=, direction {direction!r} must be asc or desc.",
                 {"order": text},
             )
         clauses.append(column.desc() if direction == "desc" else column.asc())
+        named.add(name)
+    if "id" not in named:
+        clauses.append(table.columns["id"].asc())
     return clauses
 
 
 def _etag(payload: bytes) -> str:
-    return '"' + hashlib.blake2b(payload, digest_size=12).hexdigest() + '"'
+    """Return an opaque (unquoted) entity tag for a response body."""
+    return hashlib.blake2b(payload, digest_size=12).hexdigest()
 
 
 @bp.get("/<name>")
@@ -88,9 +111,10 @@ def snapshot(name: str):
         rows = [{k: row[k] for k in select} for row in rows]
     response = json_response({"rows": rows, "cursor": cursor}, headers={"X-Cursor": str(cursor)})
     etag = _etag(response.get_data())
-    response.headers["ETag"] = etag
-    if etag in request.if_none_match:
-        response = json_response(None, 304, {"ETag": etag, "X-Cursor": str(cursor)})
+    response.set_etag(etag)
+    # GET compares entity tags weakly (RFC 9110 13.1.2): W/"x" matches "x".
+    if request.if_none_match.contains_weak(etag):
+        response.status_code = 304
         response.set_data(b"")
     return response
 
@@ -115,8 +139,8 @@ def read_one(name: str, row_id: int):
 
 
 def _if_match(value: Any) -> int | None:
-    """Parse an If-Match version: `"3"`, `W/"3"` or a bare 3."""
-    if value is None or value == "":
+    """Parse an If-Match version: `"3"`, `W/"3"` or a bare 3; `*` matches any version."""
+    if value is None or value == "" or value == "*":
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -132,11 +156,7 @@ def apply_write(
     rt = runtime()
     table = _table(name)
     scope = f"{method} {name}"
-    max_age = rt.config["IDEMPOTENCY_HOURS"] * 3600
-    if key is not None and not 0 < len(key) <= 200:
-        raise ApiError(
-            400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
-        )
+    _check_key(key)
     try:
         with rt.write(mutation=key) as session:
             return _once(
@@ -146,7 +166,7 @@ def apply_write(
         if key is not None:
             # Another request with the same key won the race: answer as it did.
             with rt.read() as conn:
-                remembered = rt.idempotency.recall(conn, key, scope, max_age)
+                remembered = rt.idempotency.recall(conn, key, scope, _key_max_age())
             if remembered is not None:
                 return remembered
         raise ApiError(
@@ -157,18 +177,30 @@ def apply_write(
         ) from None
 
 
+def _check_key(key: str | None) -> None:
+    """Refuse an Idempotency-Key that is empty or too long to store."""
+    if key is not None and not 0 < len(key) <= 200:
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
+        )
+
+
+def _key_max_age() -> float:
+    """Return how long, in seconds, an Idempotency-Key is remembered."""
+    return runtime().config["IDEMPOTENCY_HOURS"] * 3600
+
+
 def _once(session, key: str | None, scope: str, make: Callable[[], tuple[int, dict]]):
     """Run `make` unless this key already has a response; remember the response in the
     same transaction as the write."""
-    rt = runtime()
-    conn = session.connection()
     if key is None:
         return make()
-    remembered = rt.idempotency.recall(conn, key, scope, rt.config["IDEMPOTENCY_HOURS"] * 3600)
+    store, conn = runtime().idempotency, session.connection()
+    remembered = store.recall(conn, key, scope, _key_max_age())
     if remembered is not None:
         return remembered
     status, result = make()
-    rt.idempotency.remember(conn, key, scope, status, result)
+    store.remember(conn, key, scope, status, result)
     return status, result
 
 
@@ -282,7 +314,8 @@ def publish():
     """Append an event to a custom topic."""
     rt = runtime()
     token = rt.config["PUBLISH_TOKEN"]
-    if token and request.headers.get("Authorization") != f"Bearer {token}":
+    given = request.headers.get("Authorization", "").encode()
+    if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
         raise ApiError(
             401,
             "unauthorized",
@@ -293,14 +326,16 @@ def publish():
     if not isinstance(body, dict) or not isinstance(body.get("topic"), str) or "data" not in body:
         raise ApiError(400, "invalid_body", 'The body must be {"topic": "...", "data": ...}.')
     topic = body["topic"]
-    if topic not in rt.custom_topics:
+    # A table's topic carries only its captured changes, even if TOPICS names it too.
+    if topic not in rt.custom_topics or topic in rt.tables:
         raise ApiError(
             400,
             "unknown_topic",
             f"{topic!r} is not a declared custom topic (tables change through their own API).",
-            {"topic": topic, "topics": list(rt.custom_topics)},
+            {"topic": topic, "topics": [t for t in rt.custom_topics if t not in rt.tables]},
         )
     key = request.headers.get("Idempotency-Key")
+    _check_key(key)
 
     def append() -> tuple[int, dict]:
         body_ = event_body(topic, "PUBLISH", row=body["data"], mutation=key)

@@ -50,12 +50,16 @@ class Capture:
         now = utcnow()
         for obj in session.new:
             if is_live(obj):
+                live_table(type(obj)).normalize(obj)
                 obj.version = 1
                 obj.updated_at = now
                 pending.append(("INSERT", obj, None))
         for obj in session.dirty:
-            if is_live(obj) and session.is_modified(obj, include_collections=False):
-                table = live_table(type(obj))
+            if not is_live(obj):
+                continue
+            table = live_table(type(obj))
+            table.normalize(obj)
+            if session.is_modified(obj, include_collections=False):
                 old = table.row_from_mapping(_row_values(table, obj))
                 obj.version = (obj.version or 0) + 1
                 obj.updated_at = now

@@ -1,9 +1,12 @@
 """Parse PostgREST-style filters and projections, and apply them to events and queries."""
 
+import csv
+import datetime as dt
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import sqlalchemy as sa
@@ -58,22 +61,21 @@ class Condition:
         """Return the SQL form of the condition, for snapshots."""
         if self.op == "is":
             return column.is_(self.value)
-        value = self.value
-        if type_name(column) == "datetime":
-            value = [parse_datetime(v) for v in value] if self.op == "in" else parse_datetime(value)
+        # Values are kept in their JSON form; the database wants its own types back.
+        native = _NATIVE.get(type_name(column), lambda value: value)
         if self.op == "in":
-            return column.in_(value)
-        return _COMPARISONS[self.op](column, value)
+            return column.in_([native(v) for v in self.value])
+        return _COMPARISONS[self.op](column, native(self.value))
+
+
+_NATIVE = {"datetime": parse_datetime, "date": dt.date.fromisoformat}
 
 
 def _coerce(kind: str | None, text: str, column: str) -> Any:
     """Turn a filter value into the JSON value it is compared with."""
     try:
         if kind is None:
-            try:
-                return orjson.loads(text)
-            except orjson.JSONDecodeError:
-                return text
+            return _untyped(text)
         if kind == "integer":
             return int(text)
         if kind == "number":
@@ -82,6 +84,8 @@ def _coerce(kind: str | None, text: str, column: str) -> Any:
             return {"true": True, "false": False}[text]
         if kind == "datetime":
             return iso(parse_datetime(text))
+        if kind == "date":
+            return dt.date.fromisoformat(text).isoformat()
         return text
     except (ValueError, KeyError):
         raise _bad_filter(
@@ -89,6 +93,20 @@ def _coerce(kind: str | None, text: str, column: str) -> Any:
             column=column,
             value=text,
         ) from None
+
+
+def _untyped(text: str) -> Any:
+    """Read a filter value on a custom topic: a JSON scalar, or else the text itself."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return text if isinstance(value, list | dict) else value
+
+
+def _in_items(text: str) -> list[str]:
+    """Split the inside of `in.(...)`; items may be double-quoted to hold commas."""
+    return [item for item in next(csv.reader([text], skipinitialspace=True)) if item != ""]
 
 
 def parse_condition(table: LiveTable | None, column: str, expression: str) -> Condition:
@@ -101,21 +119,41 @@ def parse_condition(table: LiveTable | None, column: str, expression: str) -> Co
             column=column,
             filter=expression,
         )
-    if op == "is":
-        if text not in _IS_VALUES:
-            raise _bad_filter("is. takes null, true or false.", column=column, value=text)
-        return Condition(column, op, _IS_VALUES[text])
-    if op == "in":
-        if not (text.startswith("(") and text.endswith(")")):
-            raise _bad_filter("in. takes a list like in.(1,2,3).", column=column, value=text)
-        items = [item.strip() for item in text[1:-1].split(",") if item.strip()]
-        return Condition(column, op, frozenset(_coerce(kind, item, column) for item in items))
-    if op not in _COMPARISONS:
+    if op not in _COMPARISONS and op not in ("in", "is"):
         raise _bad_filter(
             f"Unknown filter operator {op!r}; use eq, neq, lt, lte, gt, gte, in or is.",
             column=column,
             op=op,
         )
+    if op == "is":
+        if text not in _IS_VALUES:
+            raise _bad_filter(
+                f"is. takes null, true or false, not {text!r}.", column=column, value=text
+            )
+        # SQL would call 1 IS TRUE true where the event filter does not: keep them alike.
+        if text != "null" and kind not in (None, "boolean"):
+            raise _bad_filter(
+                f"is.{text} needs a boolean column; {column!r} is {kind}.",
+                column=column,
+                value=text,
+            )
+        return Condition(column, op, _IS_VALUES[text])
+    if kind == "json":
+        raise _bad_filter(
+            f"Column {column!r} holds JSON; it can only be filtered with is.null.",
+            column=column,
+            op=op,
+        )
+    if op == "in":
+        if not (text.startswith("(") and text.endswith(")")):
+            raise _bad_filter("in. takes a list like in.(1,2,3).", column=column, value=text)
+        try:
+            items = _in_items(text[1:-1])
+        except csv.Error:
+            raise _bad_filter(
+                f"The in. list for {column!r} is malformed.", column=column, value=text
+            ) from None
+        return Condition(column, op, frozenset(_coerce(kind, item, column) for item in items))
     return Condition(column, op, _coerce(kind, text, column))
 
 
@@ -243,17 +281,22 @@ def parse_snapshot_filters(args: Any, table: LiveTable) -> list[Condition]:
 
 def view_query(view: TopicView) -> str:
     """Render a view as snapshot query parameters, for a reset's snapshot link."""
-    parts = [f"{c.column}={_render(c)}" for c in view.conditions]
+    params = [(c.column, _render(c)) for c in view.conditions]
     if view.select:
-        parts.append("select=" + ",".join(view.select))
-    return "&".join(parts)
+        params.append(("select", ",".join(view.select)))
+    return urlencode(params)
 
 
 def _render(condition: Condition) -> str:
+    """Write a condition back as `op.value`, the way parse_condition reads it."""
+
     def one(value: Any) -> str:
         if isinstance(value, bool) or value is None:
             return orjson.dumps(value).decode()
-        return str(value)
+        text = str(value)
+        if condition.op == "in" and any(ch in text for ch in ',"() '):
+            return '"' + text.replace('"', '""') + '"'
+        return text
 
     if condition.op == "in":
         return "in.(" + ",".join(sorted(one(v) for v in condition.value)) + ")"

@@ -1,5 +1,6 @@
 """Live tables: the mixin that marks a model live, its columns and its JSON form."""
 
+import contextlib
 import datetime as dt
 import decimal
 import functools
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import inspect
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .errors import ApiError
@@ -15,10 +17,14 @@ from .errors import ApiError
 MANAGED_COLUMNS = frozenset({"id", "version", "updated_at"})
 
 
+def _to_ms(value: dt.datetime) -> dt.datetime:
+    """Drop sub-millisecond digits, which the JSON form cannot carry."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def utcnow() -> dt.datetime:
     """Return the current UTC time, naive, at millisecond precision."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return _to_ms(dt.datetime.now(dt.UTC).replace(tzinfo=None))
 
 
 def iso(value: dt.datetime) -> str:
@@ -73,10 +79,58 @@ def to_json(value: Any) -> Any:
 
 
 def parse_datetime(text: str) -> dt.datetime:
-    """Parse an ISO 8601 datetime into naive UTC."""
+    """Parse an ISO 8601 datetime into naive UTC at millisecond precision.
+
+    Stored values then equal their JSON form, so snapshots, events and filters agree.
+    """
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return _to_ms(value)
+
+
+# Integer widths the databases enforce (the narrowest first: both are Integer subclasses).
+_INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
+
+
+def _integer(kind: sa.types.TypeEngine, value: int) -> int:
+    """Check that an integer fits the column, so no database fails on it later."""
+    bits = next(bits for cls, bits in _INTEGER_BITS if isinstance(kind, cls))
+    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise ValueError(f"must fit in {bits} bits")
+    return value
+
+
+def _scaled(kind: sa.types.TypeEngine, value: Any) -> Any:
+    """Round a number to a NUMERIC column's scale, as the database stores it (6.555 → 6.56)."""
+    if isinstance(kind, sa.Float) or not isinstance(kind, sa.Numeric) or kind.scale is None:
+        return value
+    return decimal.Decimal(str(value)).quantize(
+        decimal.Decimal(1).scaleb(-kind.scale),
+        rounding=decimal.ROUND_HALF_UP,
+        context=decimal.Context(prec=400),
+    )
+
+
+def _number(kind: sa.types.TypeEngine, value: int | float) -> float | decimal.Decimal:
+    """Check that a number fits the column and round it to the column's scale."""
+    value = _scaled(kind, value)
+    precision, scale = getattr(kind, "precision", None), getattr(kind, "scale", None)
+    if precision is not None and scale is not None and abs(value) >= 10 ** (precision - scale):
+        raise ValueError(f"must be less than 10^{precision - scale} in size")
+    return value if isinstance(value, decimal.Decimal) else float(value)
+
+
+def stored_form(column: sa.Column, value: Any) -> Any:
+    """Return a value as the database will hand it back.
+
+    Events are built from the Python values of a flush and snapshots from stored ones;
+    values are brought to their stored form first so that both say the same.
+    """
+    if isinstance(value, dt.datetime):
+        return _to_ms(value)
+    if isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool):
+        return _scaled(column.type, value)
     return value
 
 
@@ -94,19 +148,17 @@ def from_json(column: sa.Column, value: Any) -> Any:
     if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be an integer")
-        return value
+        return _integer(column.type, value)
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number")
-        return float(value)
-    if kind == "datetime":
-        if not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 datetime string")
-        return parse_datetime(value)
-    if kind == "date":
-        if not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 date string")
-        return dt.date.fromisoformat(value)
+        return _number(column.type, value)
+    if kind in ("datetime", "date"):
+        parse = parse_datetime if kind == "datetime" else dt.date.fromisoformat
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return parse(value)
+        raise ValueError(f"must be an ISO 8601 {kind} string")
     if kind == "json":
         return value
     if not isinstance(value, str):
@@ -139,6 +191,16 @@ class LiveTable:
                 for name, column in self.columns.items()
             ],
         }
+
+    def normalize(self, obj: Any) -> None:
+        """Bring an instance's loaded values to their stored form before it is flushed."""
+        loaded = inspect(obj).dict
+        for name, column in self.columns.items():
+            value = loaded.get(name)
+            if value is not None:
+                stored = stored_form(column, value)
+                if stored != value or type(stored) is not type(value):
+                    setattr(obj, name, stored)
 
     def row(self, obj: Any) -> dict:
         """Return the JSON form of a model instance."""

@@ -59,5 +59,14 @@ def from_environment(instance_path: str) -> dict:
         # Rows a snapshot returns when no limit is given, and at most.
         "SNAPSHOT_LIMIT_DEFAULT": _int("SNAPSHOT_LIMIT_DEFAULT", 1000),
         "SNAPSHOT_LIMIT_MAX": _int("SNAPSHOT_LIMIT_MAX", 10000),
+        # Bytes of snapshot and poll answers the per-process read cache keeps, and for how long.
+        "CACHE_MAX_BYTES": _int("CACHE_MAX_BYTES", 32 * 1024 * 1024),
+        "CACHE_TTL_SECONDS": _float("CACHE_TTL_SECONDS", 300),
+        # 0 turns the Prometheus instruments off (to measure what they cost).
+        "METRICS_ENABLED": _int("METRICS_ENABLED", 1) == 1,
+        # Seconds between the monitor's figures on the `monitor` topic; 0 publishes none.
+        "MONITOR_SECONDS": _float("MONITOR_SECONDS", 5),
+        # The commit→deliver p95 the health score holds delivery to, in milliseconds.
+        "DELIVERY_TARGET_MS": _float("DELIVERY_TARGET_MS", 250),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

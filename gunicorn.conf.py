@@ -5,7 +5,9 @@ from gevent import monkey
 # Patch in the master too, so workers inherit no unpatched ssl or socket modules.
 monkey.patch_all()
 
+import glob  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 
 from feed.embedded import EmbeddedRedis  # noqa: E402
 
@@ -23,15 +25,43 @@ control_socket_disable = True
 wsgi_app = "wsgi:app"
 
 _embedded: EmbeddedRedis | None = None
+_metrics_dir: str | None = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fresh_metrics_dir(instance_path: str) -> str:
+    """Return an empty metrics directory of this master's own, removing dead masters' ones."""
+    for old in glob.glob(os.path.join(instance_path, "metrics-*")):
+        pid = old.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = os.path.join(instance_path, f"metrics-{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
 
 
 def on_starting(server):
     """Start the private Redis when no REDIS_URL is given, and create missing tables."""
-    global _embedded
+    global _embedded, _metrics_dir
     from app import create_app
     from models import db
 
+    # The master keeps in-memory figures; only workers write the shared files.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     app = create_app()
+    _metrics_dir = _fresh_metrics_dir(app.instance_path)
+    # Workers' figures are summed from files here, so /metrics counts every worker.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
     if not os.environ.get("REDIS_URL"):
         _embedded = EmbeddedRedis(app.instance_path)
         _embedded.start()
@@ -43,7 +73,16 @@ def on_starting(server):
         db.engine.dispose()
 
 
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (connections, lag) from the summed figures."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def on_exit(server):
-    """Stop the private Redis with the app."""
+    """Stop the private Redis with the app, and remove the metrics directory."""
     if _embedded is not None:
         _embedded.stop()
+    if _metrics_dir is not None:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

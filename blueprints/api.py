@@ -5,8 +5,9 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from feed import ApiError, runtime
@@ -104,13 +105,19 @@ def snapshot(name: str):
         .limit(limit)
         .offset(offset)
     )
-    with rt.read() as conn:
+
+    def read(conn) -> tuple[bytes, int]:
         cursor = rt.log.head(conn)
         rows = [table.row_from_mapping(row) for row in conn.execute(query).mappings()]
-    if select is not None:
-        rows = [{k: row[k] for k in select} for row in rows]
-    response = json_response({"rows": rows, "cursor": cursor}, headers={"X-Cursor": str(cursor)})
-    etag = _etag(response.get_data())
+        if select is not None:
+            rows = [{k: row[k] for k in select} for row in rows]
+        return orjson.dumps({"rows": rows, "cursor": cursor}), cursor
+
+    key = (name, tuple(sorted(request.args.items(multi=True))))
+    with rt.read() as conn:
+        body, cursor = rt.cache.snapshot(conn, key, name, read)
+    response = Response(body, mimetype="application/json", headers={"X-Cursor": str(cursor)})
+    etag = _etag(body)
     response.set_etag(etag)
     # GET compares entity tags weakly (RFC 9110 13.1.2): W/"x" matches "x".
     if request.if_none_match.contains_weak(etag):

@@ -1,9 +1,9 @@
 """Operations endpoints: liveness and readiness."""
 
-import sqlalchemy as sa
 from flask import Blueprint
 
 from feed import runtime
+from feed.monitor import database_answers
 
 from .http import json_response
 
@@ -18,12 +18,7 @@ def healthz():
 
 def database_ok() -> bool:
     """Tell whether the database answers."""
-    try:
-        with runtime().engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        return True
-    except sa.exc.SQLAlchemyError:
-        return False
+    return database_answers(runtime().engine)
 
 
 @bp.get("/readyz")

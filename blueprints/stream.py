@@ -7,6 +7,7 @@ from feed.delivery import Stream, poll
 from feed.filters import parse_subscription
 
 from .http import int_arg, json_response, parse_int
+from .observe import long_poll, observed_stream
 
 bp = Blueprint("stream", __name__)
 
@@ -28,8 +29,10 @@ def stream():
     # A reconnecting EventSource sends Last-Event-ID but keeps the original URL.
     text = request.headers.get("Last-Event-ID") or request.args.get("cursor")
     cursor = parse_int(text, "cursor", low=0) if text else None
+    if request.headers.get("Last-Event-ID"):
+        runtime().metrics.reconnected("sse")
     body = Stream(runtime(), subscription, cursor)
-    return Response(iter(body), headers=STREAM_HEADERS, content_type="text/event-stream")
+    return Response(observed_stream(body), headers=STREAM_HEADERS, content_type="text/event-stream")
 
 
 @bp.get("/api/changes")
@@ -51,4 +54,7 @@ def changes():
             f"wait must be seconds between 0 and {rt.config['POLL_WAIT_MAX']:g}.",
             {"wait": wait_text},
         )
+    if wait > 0:
+        with long_poll():
+            return json_response(poll(rt, subscription, cursor, limit, wait))
     return json_response(poll(rt, subscription, cursor, limit, wait))

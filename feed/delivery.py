@@ -60,6 +60,7 @@ def reset_for(runtime: FeedRuntime, subscription: Subscription, cursor: int | No
 def reset_body(runtime: FeedRuntime, subscription: Subscription, reason: str, head: int) -> dict:
     """Describe a reset: why, where the subscriber continues, and where to reload from."""
     snapshots = {}
+    runtime.metrics.reset_sent(reason)
     for topic, view in subscription.views.items():
         if topic in runtime.tables:
             query = view_query(view)
@@ -157,7 +158,10 @@ def poll(
     try:
         while True:
             waiter.signal.clear()
-            events, position, more = _collect(runtime, subscription, cursor, limit)
+            # Identical polls woken by one event share one read of the log.
+            events, position, more = runtime.cache.poll(
+                runtime, subscription, cursor, limit, _collect
+            )
             remaining = deadline - time.monotonic()
             if events or remaining <= 0:
                 return {"events": events, "cursor": position, "more": more}

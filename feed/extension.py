@@ -14,11 +14,14 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from .bus import Bus
+from .cache import ReadCache
 from .capture import _APPENDED, MUTATION, Capture
 from .hub import Hub
 from .idempotency import IdempotencyStore
 from .live import LiveTable, is_live, live_table
 from .log import Event, EventLog
+from .metrics import FeedMetrics
+from .monitor import Monitor
 
 logger = logging.getLogger("tidings")
 
@@ -82,6 +85,14 @@ class FeedRuntime:
         self.log = feed.log
         self.idempotency = feed.idempotency
         self.hub = Hub()
+        self.metrics = FeedMetrics(app.config["METRICS_ENABLED"])
+        self.cache = ReadCache(
+            self.log,
+            self.metrics,
+            max_bytes=app.config["CACHE_MAX_BYTES"],
+            ttl=app.config["CACHE_TTL_SECONDS"],
+        )
+        self.monitor = Monitor(self)
         with app.app_context():
             self.engine: sa.Engine = feed.db.engine
         self.sqlite = self.engine.dialect.name == "sqlite"
@@ -160,6 +171,7 @@ class FeedRuntime:
 
     def published(self, events: list[Event]) -> None:
         """Take the events of a commit: publish them to every process."""
+        self.metrics.events_published(events)
         self.bus.publish(events)
 
     def ingest(self, events: list[Event]) -> None:
@@ -171,7 +183,7 @@ class FeedRuntime:
                 if event.id > self.hub.head + 1:
                     self._deliver_from_log(until=event.id - 1)
                 if event.id > self.hub.head:
-                    self.hub.deliver(event)
+                    self._to_hub(event)
 
     def catch_up(self) -> None:
         """Deliver every event the log holds beyond the hub's head."""
@@ -184,9 +196,15 @@ class FeedRuntime:
             with self.read() as conn:
                 events = self.log.read(conn, self.hub.head, until=until, limit=page)
             for event in events:
-                self.hub.deliver(event)
+                self._to_hub(event)
             if len(events) < page:
                 return
+
+    def _to_hub(self, event: Event) -> None:
+        # Cached reads of the topic go first, so woken long polls read afresh.
+        self.cache.invalidate(event.topic, event.id)
+        self.hub.deliver(event)
+        self.metrics.event_delivered(event)
 
     def _positions(self) -> tuple[int, int]:
         with self.read() as conn:
@@ -204,6 +222,7 @@ class FeedRuntime:
                 self.hub.head = self.log.head(conn)
         self.bus.start()
         self._greenlets.append(gevent.spawn(self._prune_forever))
+        self._greenlets.append(gevent.spawn(self.monitor.run))
 
     def stop(self) -> None:
         """Stop background work."""

@@ -54,9 +54,11 @@ function renderParts(parts) {
 function spark(svg, points, key) {
   const values = points.map((p) => p[key]).filter((v) => v != null);
   const now = Date.now();
+  // A young server fills the width with what it has; ten minutes at most.
+  const span = Math.min(HISTORY_MS, Math.max(60_000, points.length ? now - points[0].t * 1000 : 0));
   const coords = points
     .filter((p) => p[key] != null)
-    .map((p) => [300 * (1 - (now - p.t * 1000) / HISTORY_MS), p[key]]);
+    .map((p) => [300 * (1 - (now - p.t * 1000) / span), p[key]]);
   const top = Math.max(...values, key === 'health' ? 100 : 1e-9);
   const line = coords.map(([x, v]) => `${x.toFixed(1)},${(38 - (36 * v) / top).toFixed(1)}`);
   svg.innerHTML = '<line x1="0" y1="39" x2="300" y2="39"></line>'

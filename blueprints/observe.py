@@ -1,0 +1,110 @@
+"""Request observation: one JSON log line per request, metrics, Server-Timing, request ids.
+
+Streams log twice: when they open (the request line) and when they close, with how long
+they stayed open and how many events they sent.
+"""
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+from flask import Flask, Response, g, request
+
+from feed import runtime
+from feed.timing import header
+
+logger = logging.getLogger("tidings.access")
+
+
+def _json_lines() -> None:
+    """Give the access log a handler that writes each record as it is: one JSON line."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        # Its level follows LOG_LEVEL through the root logger; its format is its own.
+        logger.propagate = False
+
+
+def log_line(**fields) -> None:
+    """Write one structured log line."""
+    logger.info(orjson.dumps(fields).decode())
+
+
+def init_app(app: Flask) -> None:
+    """Observe every request of the app."""
+    _json_lines()
+    app.before_request(_start)
+    app.after_request(_finish)
+
+
+def _start() -> None:
+    g.started = time.perf_counter()
+    supplied = request.headers.get("X-Request-ID", "")
+    g.request_id = supplied if 0 < len(supplied) <= 64 else uuid.uuid4().hex
+
+
+def _route() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def _finish(response: Response) -> Response:
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    # Streams and long polls last as long as they wait: they are connections, not latency.
+    waited = response.is_streamed or g.get("long_poll", False)
+    runtime().metrics.request_done(
+        _route(), request.method, response.status_code, None if waited else seconds
+    )
+    timing = header()
+    if timing:
+        response.headers["Server-Timing"] = timing
+    response.headers["X-Request-ID"] = g.request_id
+    log_line(
+        event="stream.open" if response.is_streamed else "request",
+        method=request.method,
+        path=request.path,
+        status=response.status_code,
+        duration_ms=round(seconds * 1000, 2),
+        request_id=g.request_id,
+    )
+    return response
+
+
+@contextmanager
+def long_poll() -> Iterator[None]:
+    """Count a waiting long poll as an open connection, not as request latency."""
+    metrics = runtime().metrics
+    g.long_poll = True
+    metrics.connection_changed("longpoll", +1)
+    try:
+        yield
+    finally:
+        metrics.connection_changed("longpoll", -1)
+
+
+def observed_stream(body, transport: str = "sse") -> Iterator[bytes]:
+    """Wrap a stream's bytes: count it as an open connection and log when it closes."""
+    # Read now: the request context is gone by the time the server iterates.
+    metrics = runtime().metrics
+    request_id, path = g.request_id, request.path
+
+    def generate() -> Iterator[bytes]:
+        opened = time.monotonic()
+        metrics.connection_changed(transport, +1)
+        try:
+            yield from body
+        finally:
+            metrics.connection_changed(transport, -1)
+            log_line(
+                event="stream.close",
+                path=path,
+                duration_ms=round((time.monotonic() - opened) * 1000, 2),
+                events_sent=body.sent,
+                request_id=request_id,
+            )
+
+    return generate()

@@ -1,0 +1,151 @@
+"""The read cache for snapshots and polls: per process, bounded, invalidated by the feed.
+
+Each entry remembers, for every topic it depends on, the newest event id the log held when
+it was computed (its marks). The feed drops a topic's entries computed before an event of
+that topic as soon as the event reaches this process's hub; and a hit is served only while
+the log still shows the same marks, which covers the moment between a commit on another
+worker or node and this hub hearing of it. So a cached read is never older than the request
+asking for it.
+"""
+
+import time
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from cachetools import TTLCache
+
+from .filters import Subscription
+from .log import EventLog
+from .metrics import FeedMetrics
+from .timing import record
+
+KINDS = ("snapshot", "poll")
+
+
+class Entry:
+    """One cached value and what it depends on."""
+
+    __slots__ = ("kind", "topics", "marks", "value", "size")
+
+    def __init__(self, kind: str, topics: tuple[str, ...], marks: tuple, value: Any, size: int):
+        self.kind = kind
+        self.topics = topics
+        self.marks = marks
+        self.value = value
+        self.size = size
+
+
+class ReadCache:
+    """An LRU of computed reads, bounded in bytes and age, keyed by kind and request."""
+
+    def __init__(self, log: EventLog, metrics: FeedMetrics, *, max_bytes: int, ttl: float):
+        self.log = log
+        self.metrics = metrics
+        self.entries: TTLCache = TTLCache(max_bytes, ttl, getsizeof=lambda entry: entry.size)
+        self.by_topic: dict[str, set[Hashable]] = {}
+
+    def marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple:
+        """Return the newest event id of each topic, read in the caller's transaction."""
+        c = self.log.table.c
+        newest = [
+            sa.select(sa.func.max(c.id)).where(c.topic == topic).scalar_subquery()
+            for topic in topics
+        ]
+        return tuple(conn.execute(sa.select(*newest)).one())
+
+    def get(self, kind: str, key: Hashable, marks: tuple) -> Any | None:
+        """Return the cached value when its marks still hold, counting the hit or miss."""
+        entry = self.entries.get((kind, key))
+        if entry is not None and entry.marks == marks:
+            self.metrics.cache_hits.labels(kind).inc()
+            return entry.value
+        self.metrics.cache_misses.labels(kind).inc()
+        return None
+
+    def put(
+        self, kind: str, key: Hashable, topics: tuple[str, ...], marks: tuple, value, size: int
+    ) -> None:
+        """Remember a computed value; values larger than the whole cache are not kept."""
+        if size > self.entries.maxsize:
+            return
+        self.entries[(kind, key)] = Entry(kind, topics, marks, value, size)
+        for topic in topics:
+            keys = self.by_topic.setdefault(topic, set())
+            keys.add((kind, key))
+            if len(keys) > 2 * len(self.entries) + 64:
+                # LRU evictions and expiries leave keys behind; forget them now and then.
+                keys.intersection_update(self.entries.keys())
+
+    def invalidate(self, topic: str, event_id: int) -> None:
+        """Drop every entry of a topic computed before this event was in the log."""
+        keys = self.by_topic.get(topic)
+        if not keys:
+            return
+        dropped = 0
+        for key in list(keys):
+            entry = self.entries.get(key)
+            if entry is not None and (entry.marks[entry.topics.index(topic)] or 0) >= event_id:
+                # Read after the event committed: it already shows it.
+                continue
+            keys.discard(key)
+            if entry is not None:
+                del self.entries[key]
+                dropped += 1
+        if dropped:
+            self.metrics.cache_invalidations.inc(dropped)
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Return (entries, bytes) per kind."""
+        sizes = {kind: [0, 0] for kind in KINDS}
+        for entry in list(self.entries.values()):
+            sizes[entry.kind][0] += 1
+            sizes[entry.kind][1] += entry.size
+        return {kind: (count, size) for kind, (count, size) in sizes.items()}
+
+    def snapshot(
+        self,
+        conn: sa.Connection,
+        key: Hashable,
+        table: str,
+        compute: Callable[[sa.Connection], tuple[bytes, int]],
+    ) -> tuple[bytes, int]:
+        """Answer a snapshot (body, cursor) from the cache, or compute it in the same
+        transaction as its marks and remember it."""
+        started = time.perf_counter()
+        marks = self.marks(conn, (table,))
+        found = self.get("snapshot", key, marks)
+        record("cache", time.perf_counter() - started, "hit" if found else "miss")
+        if found is not None:
+            return found
+        started = time.perf_counter()
+        body, cursor = compute(conn)
+        record("db", time.perf_counter() - started)
+        self.put("snapshot", key, (table,), marks, (body, cursor), len(body))
+        return body, cursor
+
+    def poll(
+        self,
+        runtime,
+        subscription: Subscription,
+        cursor: int,
+        limit: int,
+        compute: Callable[..., tuple[list, int, bool]],
+    ) -> tuple[list, int, bool]:
+        """Answer one pass of a poll from the cache, or compute and remember it."""
+        topics = tuple(subscription.topics)
+        key = (tuple(subscription.views.values()), cursor, limit)
+        started = time.perf_counter()
+        # Read before computing: the value is then at least as new as its marks.
+        with runtime.read() as conn:
+            marks = self.marks(conn, topics)
+        found = self.get("poll", key, marks)
+        record("cache", time.perf_counter() - started, "hit" if found else "miss")
+        if found is not None:
+            return found
+        started = time.perf_counter()
+        result = compute(runtime, subscription, cursor, limit)
+        record("db", time.perf_counter() - started)
+        self.put("poll", key, topics, marks, result, len(orjson.dumps(result[0])))
+        return result

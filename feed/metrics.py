@@ -1,0 +1,210 @@
+"""Prometheus instruments for the feed, correct across gunicorn workers.
+
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) makes every worker write
+its figures to memory-mapped files that any worker aggregates on read. Without it (tests,
+one process) the figures live in a registry of the app's own.
+"""
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.samples import Sample
+
+from .log import Event
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+# Publish stamps kept for events not (yet) delivered here; a bound, not a tuning knob.
+_MAX_STAMPS = 10_000
+
+
+def multiprocess_dir() -> str | None:
+    """Return the shared metrics directory when several workers write figures."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def _use_multiprocess_values() -> None:
+    """Switch prometheus-client to memory-mapped values.
+
+    prometheus-client picks its value class when first imported, and gunicorn's master
+    imports it (through this package) before `on_starting` sets the directory; workers
+    inherit that choice, so it is made again here, once, before any instrument exists.
+    """
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
+
+
+def _parse_at(text: str) -> float:
+    """Return the UNIX time of an event's `at` (ISO 8601 with Z)."""
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+class FeedMetrics:
+    """Every instrument, the tiny hooks the feed calls, and an aggregated read-out."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.directory = multiprocess_dir()
+        if self.directory:
+            _use_multiprocess_values()
+            # Multiprocess figures are read from the files, never from a registry.
+            registry = None
+        else:
+            registry = self.registry = CollectorRegistry()
+        self._published_at: dict[int, float] = {}
+        self._mirrored = {"delivered": 0, "overflows": 0}
+
+        def counter(name, doc, labels=()):
+            return Counter(name, doc, labels, registry=registry)
+
+        def gauge(name, doc, mode, labels=()):
+            return Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)
+
+        def histogram(name, doc, labels=()):
+            return Histogram(name, doc, labels, registry=registry, buckets=LATENCY_BUCKETS)
+
+        self.http_requests = counter(
+            "tidings_http_requests", "HTTP requests answered.", ("route", "method", "status")
+        )
+        self.http_duration = histogram(
+            "tidings_http_request_duration_seconds",
+            "Time to answer a request (streams and long polls excluded).",
+            ("route", "method"),
+        )
+        self.appended = counter("tidings_events_appended", "Events committed to the log.")
+        self.delivered = counter(
+            "tidings_events_delivered", "Events queued for a subscriber (one per subscriber)."
+        )
+        self.commit_to_deliver = histogram(
+            "tidings_commit_to_deliver_seconds", "From an event's commit (`at`) to its delivery."
+        )
+        self.publish_to_deliver = histogram(
+            "tidings_publish_to_deliver_seconds",
+            "From publishing an event to its delivery in the publishing process.",
+        )
+        self.connections = gauge(
+            "tidings_connections", "Open streams and waiting long polls.", "livesum", ("transport",)
+        )
+        self.reconnects = counter(
+            "tidings_reconnects", "Stream requests resuming with Last-Event-ID.", ("transport",)
+        )
+        self.resets = counter("tidings_resets", "Resets sent to subscribers.", ("reason",))
+        self.slow_consumers = counter(
+            "tidings_slow_consumer_actions",
+            "Subscribers that fell behind their queue, by what was done.",
+            ("action",),
+        )
+        self.cache_hits = counter("tidings_cache_hits", "Read cache hits.", ("kind",))
+        self.cache_misses = counter("tidings_cache_misses", "Read cache misses.", ("kind",))
+        self.cache_invalidations = counter(
+            "tidings_cache_invalidations", "Cache entries dropped because an event arrived."
+        )
+        self.cache_entries = gauge(
+            "tidings_cache_entries", "Entries in the read cache.", "livesum", ("kind",)
+        )
+        self.cache_bytes = gauge(
+            "tidings_cache_bytes", "Bytes of cached bodies.", "livesum", ("kind",)
+        )
+        self.redis_up = gauge(
+            "tidings_redis_up", "1 while every worker's Redis subscription is live.", "livemin"
+        )
+        self.listener_lag = gauge(
+            "tidings_listener_lag_events",
+            "Events in the log not yet in a worker's hub (worst worker).",
+            "livemax",
+        )
+        self.log_head = gauge("tidings_log_head", "Newest event id in the log.", "livemax")
+        self.log_tail = gauge("tidings_log_tail", "Oldest retained event id.", "livemax")
+        for transport in ("sse", "longpoll"):
+            self.connections.labels(transport)
+            self.reconnects.labels(transport)
+        for kind in ("snapshot", "poll"):
+            self.cache_hits.labels(kind)
+            self.cache_misses.labels(kind)
+        self.slow_consumers.labels("catch_up")
+
+    # Hooks on the feed's paths: one increment or observation each.
+
+    def events_published(self, events: list[Event]) -> None:
+        """Count committed events and stamp when they were published."""
+        if not self.enabled:
+            return
+        self.appended.inc(len(events))
+        if len(self._published_at) > _MAX_STAMPS:
+            self._published_at.clear()
+        now = time.monotonic()
+        for event in events:
+            self._published_at[event.id] = now
+
+    def event_delivered(self, event: Event) -> None:
+        """Observe how long an event took from commit, and from publish, to this hub."""
+        if not self.enabled:
+            return
+        self.commit_to_deliver.observe(max(0.0, time.time() - _parse_at(event.data["at"])))
+        published = self._published_at.pop(event.id, None)
+        if published is not None:
+            self.publish_to_deliver.observe(time.monotonic() - published)
+
+    def reset_sent(self, reason: str) -> None:
+        """Count a reset by its reason."""
+        if self.enabled:
+            self.resets.labels(reason).inc()
+
+    def connection_changed(self, transport: str, change: int) -> None:
+        """Count a stream or long poll opening (+1) or closing (-1)."""
+        if self.enabled:
+            self.connections.labels(transport).inc(change)
+
+    def reconnected(self, transport: str) -> None:
+        """Count a request resuming with Last-Event-ID."""
+        if self.enabled:
+            self.reconnects.labels(transport).inc()
+
+    def request_done(self, route: str, method: str, status: int, seconds: float | None) -> None:
+        """Count a request; time it unless it was a stream or a long poll."""
+        if not self.enabled:
+            return
+        self.http_requests.labels(route, method, str(status)).inc()
+        if seconds is not None:
+            self.http_duration.labels(route, method).observe(seconds)
+
+    # Figures sampled in the background, off every hot path.
+
+    def sample(self, hub, *, redis_up: bool, head: int, tail: int) -> None:
+        """Mirror the hub's plain counters and set this worker's gauges."""
+        if not self.enabled:
+            return
+        self._mirror("delivered", hub.delivered, self.delivered)
+        self._mirror("overflows", hub.overflows, self.slow_consumers.labels("catch_up"))
+        self.redis_up.set(1 if redis_up else 0)
+        self.log_head.set(head)
+        self.log_tail.set(tail)
+        self.listener_lag.set(max(0, head - hub.head))
+
+    def _mirror(self, name: str, current: int, counter) -> None:
+        """Add what a plain counter gained since the last sample."""
+        delta = current - self._mirrored[name]
+        self._mirrored[name] = current
+        if delta > 0:
+            counter.inc(delta)
+
+    # Read-out
+
+    def collect(self) -> Iterable:
+        """Yield metric families aggregated over every worker."""
+        if self.directory:
+            return MultiProcessCollector(None, self.directory).collect()
+        return self.registry.collect()
+
+    def samples(self) -> dict[str, list[Sample]]:
+        """Return every sample by sample name, aggregated over every worker."""
+        found: dict[str, list[Sample]] = {}
+        for family in self.collect():
+            for sample in family.samples:
+                found.setdefault(sample.name, []).append(sample)
+        return found

@@ -1,0 +1,51 @@
+"""Helpers for monitor tests: read figures and metrics from a running server."""
+
+import time
+from collections.abc import Callable
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def cache_result(response: requests.Response) -> str:
+    """Return "hit" or "miss" from a response's Server-Timing cache entry."""
+    for part in response.headers["Server-Timing"].split(","):
+        name, *params = part.strip().split(";")
+        if name == "cache":
+            return dict(p.split("=", 1) for p in params)["desc"].strip('"')
+    raise AssertionError("no cache entry in Server-Timing")
+
+
+def metric_values(base_url: str) -> dict[str, float]:
+    """Parse /metrics with prometheus-client's own parser: sample name+labels → value."""
+    text = requests.get(f"{base_url}/metrics", timeout=5).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}"] = sample.value
+    return values
+
+
+def total(values: dict[str, float], name: str) -> float:
+    """Sum every sample of a name, whatever its labels."""
+    return sum(v for key, v in values.items() if key.split("{")[0] == name)
+
+
+def figures(base_url: str) -> dict:
+    """Return /monitor.json."""
+    response = requests.get(f"{base_url}/monitor.json", timeout=5)
+    assert response.status_code == 200
+    return response.json()
+
+
+def eventually(check: Callable[[], object], timeout: float = 10.0, every: float = 0.1):
+    """Return check()'s first truthy result, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)

@@ -1,0 +1,55 @@
+"""Each request leaves one JSON log line, a request id and a Server-Timing header."""
+
+import logging
+
+import orjson
+import pytest
+
+from blueprints.observe import logger
+
+
+class Lines(logging.Handler):
+    """Keep the access log's messages."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[dict] = []
+
+    def emit(self, record):
+        self.lines.append(orjson.loads(record.getMessage()))
+
+
+@pytest.fixture
+def access_log():
+    handler = Lines()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler.lines
+    logger.setLevel(level)
+    logger.removeHandler(handler)
+
+
+def test_one_json_line_per_request(client, access_log):
+    response = client.get("/api/bread_types", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    missing = client.get("/api/no_such_table")
+    assert missing.status_code == 404
+    first, second = access_log
+    assert first["event"] == "request"
+    assert {k: first[k] for k in ("method", "path", "status", "request_id")} == {
+        "method": "GET",
+        "path": "/api/bread_types",
+        "status": 200,
+        "request_id": "abc-123",
+    }
+    assert first["duration_ms"] >= 0
+    assert second["status"] == 404 and len(second["request_id"]) == 32
+    assert second["request_id"] == missing.headers["X-Request-ID"]
+
+
+def test_server_timing_names_db_and_cache(client):
+    miss = client.get("/api/bread_types").headers["Server-Timing"]
+    hit = client.get("/api/bread_types").headers["Server-Timing"]
+    assert "cache;dur=" in miss and 'desc="miss"' in miss and "db;dur=" in miss
+    assert 'desc="hit"' in hit and "db;dur=" not in hit

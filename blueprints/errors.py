@@ -3,6 +3,7 @@
 import logging
 import re
 
+import sqlalchemy as sa
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
@@ -17,6 +18,11 @@ def _code(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+def _body(code: str, message: str) -> dict:
+    """Return an error body with no details."""
+    return {"error": code, "message": message, "details": {}}
+
+
 def init_app(app: Flask) -> None:
     """Register JSON handlers for API errors, HTTP errors and crashes."""
 
@@ -26,16 +32,20 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
-        body = {"error": _code(error.name), "message": error.description, "details": {}}
+        body = _body(_code(error.name), error.description or error.name)
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
         return json_response(body, error.code or 500, headers)
+
+    # Unreachable, locked or exhausted database: the client may retry, so not a 500.
+    @app.errorhandler(sa.exc.OperationalError)
+    @app.errorhandler(sa.exc.TimeoutError)
+    def _database_down(error: Exception):
+        logger.exception("database unavailable")
+        body = _body("database_unavailable", "The database cannot be reached; try again soon.")
+        return json_response(body, 503, {"Retry-After": "1"})
 
     @app.errorhandler(Exception)
     def _crash(error: Exception):
         logger.exception("unhandled error")
-        body = {
-            "error": "internal_error",
-            "message": "The server failed to handle this request.",
-            "details": {},
-        }
+        body = _body("internal_error", "The server failed to handle this request.")
         return json_response(body, 500)

@@ -2,6 +2,7 @@
 
 import csv
 import datetime as dt
+import math
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ _COMPARISONS = {
     "gte": operator.ge,
 }
 _IS_VALUES = {"null": None, "true": True, "false": False}
+# Filter values are kept in their JSON form; these turn them back into column values.
+_NATIVE = {"datetime": parse_datetime, "date": dt.date.fromisoformat}
 
 
 def _bad_filter(message: str, **details: Any) -> ApiError:
@@ -61,14 +64,10 @@ class Condition:
         """Return the SQL form of the condition, for snapshots."""
         if self.op == "is":
             return column.is_(self.value)
-        # Values are kept in their JSON form; the database wants its own types back.
         native = _NATIVE.get(type_name(column), lambda value: value)
         if self.op == "in":
             return column.in_([native(v) for v in self.value])
         return _COMPARISONS[self.op](column, native(self.value))
-
-
-_NATIVE = {"datetime": parse_datetime, "date": dt.date.fromisoformat}
 
 
 def _coerce(kind: str | None, text: str, column: str) -> Any:
@@ -79,7 +78,10 @@ def _coerce(kind: str | None, text: str, column: str) -> Any:
         if kind == "integer":
             return int(text)
         if kind == "number":
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
+            return number
         if kind == "boolean":
             return {"true": True, "false": False}[text]
         if kind == "datetime":

@@ -238,7 +238,8 @@ class LiveTable:
                 problems[name] = str(exc)
         if not partial:
             for name, column in self.columns.items():
-                required = not column.nullable and column.default is None
+                has_default = column.default is not None or column.server_default is not None
+                required = not column.nullable and not has_default
                 if required and name not in MANAGED_COLUMNS and name not in body:
                     problems[name] = "is required"
         if problems:

@@ -2,6 +2,8 @@
 
 import pytest
 
+from app import create_app
+
 from .api_helpers import assert_error, bread, nothing_written, sale
 
 GOOD_SALE = {"quantity": 1, "unit_price": 2, "shift": "morning", "recorded_by": "ana"}
@@ -80,6 +82,8 @@ def test_unknown_column_in_body(client, app, seeded, method):
         ("quantity", "eq.abc", "abc"),
         ("quantity", "gt.1.5", "1.5"),
         ("unit_price", "lt.cheap", "cheap"),
+        ("unit_price", "lt.nan", "nan"),
+        ("unit_price", "in.(1,inf)", "inf"),
         ("created_at", "gt.yesterday", "yesterday"),
         ("active", "eq.yes", "yes"),
         ("active", "is.maybe", "maybe"),
@@ -295,3 +299,24 @@ def test_crash_is_json_without_a_stack_trace(app, caplog):
     assert "secret internal detail" not in text and "Traceback" not in text
     assert "RuntimeError" not in text and body["details"] == {}
     assert "secret internal detail" in caplog.text
+
+
+def test_unreachable_database_is_503(tmp_path, redis_server, caplog):
+    missing = tmp_path / "no-such-dir" / "tidings.db"
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{missing}",
+            "REDIS_URL": redis_server.url,
+        }
+    )
+    client = app.test_client()
+    for response in (
+        client.get("/api/bread_types"),
+        client.post("/api/bread_types", json={"name": "Rye", "price": 1}),
+        client.get("/api/changes?topics=bread_types"),
+    ):
+        check(response, 503, "database_unavailable")
+        assert response.headers["Retry-After"] == "1"
+        assert "no-such-dir" not in response.get_data(as_text=True)
+    assert "unable to open database file" in caplog.text

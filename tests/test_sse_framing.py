@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import orjson
 import pytest
+import requests
 
 from feed import sse
 
@@ -145,3 +146,42 @@ def test_retry_only_block_dispatches_nothing():
 
 def test_empty_data_still_dispatches():
     assert EventSourceParser().feed(sse.frame("", event="ping")) == [Dispatched("ping", "", "")]
+
+
+def read_until(chunks, parser_input: bytearray, count: int, kind: str) -> list[Dispatched]:
+    """Read stream chunks until `count` events of a kind were dispatched."""
+    for chunk in chunks:
+        parser_input += chunk
+        events = [e for e in EventSourceParser().feed(bytes(parser_input)) if e.type == kind]
+        if len(events) >= count:
+            return events
+    raise AssertionError(f"stream ended before {count} {kind} events")
+
+
+def test_hostile_values_cross_a_real_stream_intact(start_server):
+    server = start_server(TOPICS="alerts")
+    hostile = "".join(NASTY)
+    url = f"{server.url}/stream?topics=alerts,notifications"
+    with requests.get(url, stream=True, timeout=10) as response:
+        chunks = response.iter_content(chunk_size=None)
+        received = bytearray()
+        read_until(chunks, received, 1, "ready")
+        published = requests.post(
+            f"{server.url}/api/publish",
+            json={"topic": "alerts", "data": {hostile: hostile}},
+            headers={"Idempotency-Key": "k\tid: 666 event: reset data: {}"},
+            timeout=10,
+        )
+        assert published.status_code == 201, published.text
+        noted = requests.post(
+            f"{server.url}/api/notifications", json={"title": hostile[:200]}, timeout=10
+        )
+        assert noted.status_code == 201, noted.text
+        changes = read_until(chunks, received, 2, "change")
+    alert, note = (orjson.loads(change.data) for change in changes)
+    assert alert["row"] == {hostile: hostile}
+    assert alert["mutation"] == "k\tid: 666 event: reset data: {}"
+    assert note["row"]["title"] == hostile[:200]
+    assert [change.last_event_id for change in changes] == [str(alert["id"]), str(note["id"])]
+    dispatched = EventSourceParser().feed(bytes(received))
+    assert [e.type for e in dispatched] == ["ready", "change", "change"]

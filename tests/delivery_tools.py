@@ -5,6 +5,7 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -31,10 +32,11 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> obje
 
 
 def head(url: str) -> int:
-    """Return the log head as a snapshot reports it."""
-    response = requests.get(f"{url}/api/bread_types", params={"limit": 0}, timeout=10)
+    """Return the log head: a poll without a cursor starts there and, finding nothing,
+    answers with it. (A snapshot's cursor is only as new as its own table's last change.)"""
+    response = requests.get(f"{url}/api/changes", params={"topics": "bread_types"}, timeout=10)
     response.raise_for_status()
-    return int(response.headers["X-Cursor"])
+    return response.json()["cursor"]
 
 
 def changes(url: str, query: str, cursor: int) -> list[dict]:
@@ -101,13 +103,15 @@ class Writer:
         self.http = requests.Session()
         self.rows: dict[str, list[int]] = {t: [] for t in self.tables}
         self.serial = 0
+        # Unique per writer, so two writers never set a row to equal values.
+        self.token = uuid.uuid4().hex[:8]
 
     def values(self, table: str) -> dict:
         """Return random column values for a new or changed row; every call differs from
         the last, so an update always changes the row."""
         rng = self.rng
         self.serial += 1
-        tag = f"w{self.seed}-{self.serial}"
+        tag = f"{self.token}-{self.serial}"
         if table == "bread_types":
             return {"name": tag, "price": round(rng.uniform(2, 9), 2), "active": rng.random() < 0.8}
         if table == "shift_feedback":
@@ -173,9 +177,13 @@ def run_writers(
     threads: int = 2,
     tables: tuple[str, ...] = WRITTEN_TABLES,
     pause: float = 0.0,
+    first_seed: int = 0,
 ) -> list[Written]:
-    """Run writers in threads until `total` changes are acknowledged; return them in id order."""
-    writers = [Writer(url, bread_types, seed=n, tables=tables) for n in range(threads)]
+    """Run writers in threads until `total` changes are acknowledged; return them in id order.
+
+    Writers running at the same time need distinct seeds: equal seeds write equal values.
+    """
+    writers = [Writer(url, bread_types, seed=first_seed + n, tables=tables) for n in range(threads)]
     workers = [
         threading.Thread(
             target=w.run, args=(total // threads + (n < total % threads), pause), daemon=True

@@ -1,0 +1,216 @@
+"""Cursors at the edges: heartbeats move them, expired and future ones get a reset, long
+polls wake on the first match, and vanished clients leave nothing behind."""
+
+import threading
+import time
+
+import psutil
+import redis
+import requests
+
+from .delivery_tools import (
+    RawStream,
+    create_bread_types,
+    head,
+    ids,
+    run_writers,
+    wait_for,
+)
+from .sse import SseStream
+
+SALE = {"quantity": 3, "unit_price": 4.0, "recorded_by": "test"}
+
+
+def sell(url: str, bread_type: int, shift: str) -> int:
+    """Record one sale and return its event id."""
+    body = SALE | {"bread_type_id": bread_type, "shift": shift}
+    response = requests.post(f"{url}/api/sales_logs", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["event"]
+
+
+def test_heartbeats_advance_the_cursor_of_a_subscriber_nothing_matches(start_server):
+    server = start_server(workers=2, HEARTBEAT_SECONDS="1")
+    bread_types = create_bread_types(server.url)
+    query = "topics=sales_logs&sales_logs.quantity=lt.0"
+    writing = threading.Thread(
+        target=run_writers,
+        args=(server.url, bread_types, 80),
+        kwargs={"tables": ("sales_logs",), "pause": 0.04},
+        daemon=True,
+    )
+    beats: list[int] = []
+    final = None
+    with SseStream(server.url, query) as stream:
+        start = stream.until("ready")[-1].json()["cursor"]
+        writing.start()
+        deadline = time.monotonic() + 30
+        while final is None or beats[-1] < final:
+            assert time.monotonic() < deadline, "heartbeats did not reach the head"
+            block = stream.next()
+            assert (block.event, block.data) == (None, None), "only heartbeats were due"
+            beats.append(int(block.id))
+            if final is None and not writing.is_alive():
+                final = head(server.url)
+    assert final > start + 80
+    assert beats == sorted(beats)
+    # The cursor rose while the writes went on, not only once they were over.
+    assert any(start < beat < final for beat in beats), beats
+    # Resuming from the last heartbeat replays nothing.
+    with SseStream(server.url, query, last_event_id=str(beats[-1])) as stream:
+        opening = stream.until("ready")
+        assert [b.event for b in opening] == [None, "ready"]
+        assert opening[-1].json()["replayed"] == 0
+        assert opening[-1].json()["cursor"] >= final
+
+
+def test_expired_cursor_gets_a_reset_on_the_stream_and_410_on_poll(start_server):
+    server = start_server(
+        workers=2, HEARTBEAT_SECONDS="1", RETENTION_EVENTS="5", PRUNE_SECONDS="0.2"
+    )
+    bread_types = create_bread_types(server.url)
+    run_writers(server.url, bread_types, 30, tables=("sales_logs",))
+    query = "topics=sales_logs&sales_logs.shift=eq.morning"
+
+    def expired() -> bool:
+        polled = requests.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
+        return polled.status_code == 410
+
+    wait_for(expired, 10, "retention to prune the log")
+    before = head(server.url)
+    polled = requests.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
+    assert polled.status_code == 410
+    body = polled.json()
+    assert body["error"] == "cursor_expired"
+    # The log keeps moving by itself (the monitor publishes), so cursors are compared
+    # with the head read just before.
+    assert body["reset"]["reason"] == "expired"
+    assert body["reset"]["cursor"] >= before
+    assert body["reset"]["snapshot"] == "/api/sales_logs?shift=eq.morning"
+    with SseStream(server.url, query, last_event_id="1") as stream:
+        opening = stream.until("ready")
+        assert [b.event for b in opening] == [None, "reset", "ready"]
+        reset = opening[1].json()
+        assert reset["reason"] == "expired"
+        assert reset["snapshot"] == body["reset"]["snapshot"]
+        assert int(opening[1].id) == reset["cursor"] >= body["reset"]["cursor"]
+        assert opening[-1].json()["replayed"] == 0
+        # It goes on live from the reset's cursor.
+        event = sell(server.url, bread_types[0], "morning")
+        change = stream.until("change")[-1]
+        assert int(change.id) == event
+
+
+def test_future_cursor_gets_a_reset_for_another_epoch(start_server):
+    server = start_server(workers=1, HEARTBEAT_SECONDS="1")
+    bread_types = create_bread_types(server.url)
+    current = head(server.url)
+    query = "topics=sales_logs,bread_types"
+    with SseStream(server.url, f"{query}&cursor={current + 1000}") as stream:
+        opening = stream.until("ready")
+        assert [b.event for b in opening] == [None, "reset", "ready"]
+        assert opening[1].json()["reason"] == "epoch"
+        assert opening[1].json()["cursor"] >= current
+        event = sell(server.url, bread_types[0], "night")
+        assert int(stream.until("change")[-1].id) == event
+    polled = requests.get(
+        f"{server.url}/api/changes?{query}", params={"cursor": current + 1000}, timeout=10
+    )
+    assert polled.status_code == 410
+    assert polled.json()["reset"]["reason"] == "epoch"
+
+
+def test_long_poll_answers_on_the_first_matching_commit_or_empty_after_the_wait(start_server):
+    server = start_server(workers=2)
+    bread_types = create_bread_types(server.url)
+    query = "topics=sales_logs&sales_logs.shift=eq.night"
+    cursor = head(server.url)
+    answer: dict = {}
+
+    def long_poll() -> None:
+        began = time.monotonic()
+        response = requests.get(
+            f"{server.url}/api/changes?{query}", params={"cursor": cursor, "wait": 5}, timeout=15
+        )
+        answer.update(response=response, seconds=time.monotonic() - began)
+
+    waiting = threading.Thread(target=long_poll, daemon=True)
+    waiting.start()
+    time.sleep(0.5)
+    sell(server.url, bread_types[0], "morning")
+    time.sleep(0.5)
+    assert waiting.is_alive(), "a sale the poll does not match ended its wait"
+    night = sell(server.url, bread_types[1], "night")
+    waiting.join(timeout=10)
+    response = answer["response"]
+    assert response.status_code == 200
+    assert ids(response.json()["events"]) == [night]
+    assert response.json()["cursor"] == night
+    assert answer["seconds"] < 4, "the poll waited past the matching commit"
+
+    # Nothing matching within the wait: an empty answer whose cursor moved past what
+    # was committed meanwhile.
+    writing = threading.Thread(target=sell, args=(server.url, bread_types[0], "morning"))
+    began = time.monotonic()
+    writing.start()
+    response = requests.get(
+        f"{server.url}/api/changes?{query}", params={"cursor": night, "wait": 1.5}, timeout=15
+    )
+    seconds = time.monotonic() - began
+    writing.join(timeout=10)
+    assert response.status_code == 200
+    assert response.json()["events"] == []
+    assert seconds >= 1.5
+    assert response.json()["cursor"] > night
+
+
+def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis):
+    server = start_server(workers=2, redis_url=fresh_redis.url, HEARTBEAT_SECONDS="1")
+    master = psutil.Process(server.process.pid)
+    # The server answers as soon as one worker is up; the other may still be booting.
+    workers = wait_for(lambda: len(master.children()) == 2 and master.children(), 10, "2 workers")
+    create_bread_types(server.url)
+
+    def open_files() -> int:
+        return sum(worker.num_fds() for worker in workers)
+
+    def redis_clients(worker: psutil.Process) -> int:
+        return sum(
+            1
+            for c in worker.net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == fresh_redis.port
+        )
+
+    def stream_sockets() -> int:
+        return sum(
+            1
+            for worker in workers
+            for c in worker.net_connections(kind="tcp")
+            if c.laddr.port == server.port and c.status != psutil.CONN_LISTEN
+        )
+
+    quiet = open_files()
+    queries = ("topics=sales_logs", "topics=bread_types,sales_logs&sales_logs.shift=eq.night")
+    streams = [RawStream(server.url, queries[n % 2] + "&cursor=0") for n in range(60)]
+    for stream in streams:
+        assert any(block.event == "ready" for block in stream.blocks)
+    wait_for(lambda: stream_sockets() == 60, 10, "the server to hold 60 streams")
+    assert all(redis_clients(worker) <= 3 for worker in workers)
+    # Half vanish abruptly (reset), half close without a goodbye and never read again.
+    for n, stream in enumerate(streams):
+        stream.close(reset=n % 2 == 0)
+    # A reset socket leaves /proc/net/tcp at once, so open files are counted too; a
+    # few may open lazily meanwhile (another pooled database connection).
+    wait_for(
+        lambda: stream_sockets() == 0 and open_files() < quiet + 5,
+        10,
+        "the server to let go of vanished streams",
+    )
+    assert all(redis_clients(worker) <= 3 for worker in workers)
+    probe = redis.Redis.from_url(fresh_redis.url)
+    try:
+        # Two listeners and at most a publishing connection each, whatever came and went.
+        assert len(probe.client_list()) - 1 <= 2 * 3
+        assert sum(int(c["sub"]) > 0 for c in probe.client_list()) == 2
+    finally:
+        probe.close()

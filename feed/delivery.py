@@ -2,6 +2,7 @@
 
 import random
 import time
+from bisect import bisect_right
 from collections.abc import Iterator
 
 import orjson
@@ -118,17 +119,20 @@ class Stream:
             heartbeat = config["HEARTBEAT_SECONDS"]
             while True:
                 woke = subscriber.signal.wait(heartbeat)
-                frames = subscriber.take(hub.head)
-                if frames is None:
+                taken = subscriber.take(hub.head)
+                if taken is None:
                     # It fell too far behind to queue in memory: the log catches it up.
                     subscriber.overflowed = False
                     yield from self._replay()
                     continue
-                fresh = [frame for event_id, frame in frames if event_id > self.cursor]
-                if fresh:
-                    self.cursor = frames[-1][0]
-                    self.sent += len(fresh)
-                    yield b"".join(fresh)
+                ids, frames = taken
+                # Ids ascend, so what replay already sent is a prefix of the queue.
+                if ids and ids[0] <= self.cursor:
+                    frames = frames[bisect_right(ids, self.cursor) :]
+                if frames:
+                    self.cursor = ids[-1]
+                    self.sent += len(frames)
+                    yield b"".join(frames)
                 elif not woke:
                     self.cursor = max(self.cursor, subscriber.safe_cursor)
                     yield sse.heartbeat(self.cursor)

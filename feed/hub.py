@@ -1,6 +1,6 @@
 """In-process fan-out: topic → subscribers, each with a bounded queue of ready frames."""
 
-from collections import defaultdict, deque
+from collections import defaultdict
 
 import orjson
 from gevent.event import Event as Signal
@@ -20,11 +20,22 @@ def render_frame(event: Event, view: TopicView, op: str) -> bytes:
 class Subscriber:
     """One stream or long-poll waiter: its subscription, queued frames and wake-up signal."""
 
-    __slots__ = ("subscription", "pending", "signal", "overflowed", "safe_cursor", "max_pending")
+    __slots__ = (
+        "subscription",
+        "ids",
+        "frames",
+        "signal",
+        "overflowed",
+        "safe_cursor",
+        "max_pending",
+    )
 
     def __init__(self, subscription: Subscription, max_pending: int):
         self.subscription = subscription
-        self.pending: deque[tuple[int, bytes]] = deque()
+        # Queued event ids (ascending) and their frames, side by side: no tuple per delivery,
+        # so a fan-out to thousands of subscribers allocates nothing the collector tracks.
+        self.ids: list[int] = []
+        self.frames: list[bytes] = []
         self.signal = Signal()
         # Set when the queue filled up: frames were dropped and must be read from the log.
         self.overflowed = False
@@ -34,22 +45,32 @@ class Subscriber:
 
     def push(self, event_id: int, frame: bytes) -> None:
         """Queue a frame, or drop the queue when it is full so the log takes over."""
-        if len(self.pending) >= self.max_pending:
+        if len(self.ids) >= self.max_pending:
             self.overflowed = True
-            self.pending.clear()
+            self.ids.clear()
+            self.frames.clear()
         else:
-            self.pending.append((event_id, frame))
+            self.ids.append(event_id)
+            self.frames.append(frame)
         self.signal.set()
 
-    def take(self, hub_head: int) -> list[tuple[int, bytes]] | None:
-        """Return and clear queued frames; None means: catch up from the log."""
+    def take(self, hub_head: int) -> tuple[list[int], list[bytes]] | None:
+        """Return and clear the queued ids and frames; None means: catch up from the log."""
         self.signal.clear()
         if self.overflowed:
             return None
-        frames = list(self.pending)
-        self.pending.clear()
+        taken = self.ids, self.frames
+        self.ids, self.frames = [], []
         self.safe_cursor = hub_head
-        return frames
+        return taken
+
+    def rearm(self) -> None:
+        """Forget queued frames and wait again: a long-poll waiter only needs the wake-up,
+        and once its queue overflowed the hub would skip it and never wake it."""
+        self.signal.clear()
+        self.overflowed = False
+        self.ids.clear()
+        self.frames.clear()
 
 
 class Hub:
@@ -85,21 +106,24 @@ class Hub:
         """Queue an event for every subscriber that sees it, formatting each shape once."""
         subscribers = self.by_topic.get(event.topic)
         if subscribers:
+            topic, data, event_id = event.topic, event.data, event.id
             frames: dict[tuple, bytes] = {}
+            delivered = 0
             for subscriber in subscribers:
                 if subscriber.overflowed:
                     continue
-                view = subscriber.subscription.views[event.topic]
-                op = view.effective_op(event.data)
+                view = subscriber.subscription.views[topic]
+                op = view.effective_op(data)
                 if op is None:
                     continue
                 key = (op, view.select)
                 frame = frames.get(key)
                 if frame is None:
                     frame = frames[key] = render_frame(event, view, op)
-                subscriber.push(event.id, frame)
+                subscriber.push(event_id, frame)
                 if subscriber.overflowed:
                     self.overflows += 1
                 else:
-                    self.delivered += 1
+                    delivered += 1
+            self.delivered += delivered
         self.head = event.id

@@ -1,0 +1,1 @@
+"""Tidings benchmarks: real gunicorn, real valkey, real SQLite, load from a separate process."""

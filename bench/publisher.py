@@ -1,0 +1,80 @@
+"""Paced writers: send HTTP writes at a fixed rate from a few keep-alive connections."""
+
+import http.client
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import orjson
+
+# The event data of the throughput scenario is this many bytes of JSON.
+EVENT_BYTES = 100
+
+
+def bench_event(sent: str) -> dict:
+    """Return a /api/publish body whose data is EVENT_BYTES of JSON carrying the send time."""
+    data = {"sent": sent, "pad": ""}
+    data["pad"] = "x" * (EVENT_BYTES - len(orjson.dumps(data)))
+    return {"topic": "bench", "data": data}
+
+
+def feedback_row(sent: str) -> dict:
+    """Return a shift_feedback row whose note carries the send time."""
+    return {"shift": "morning", "note": sent, "mood": 3}
+
+
+def send_paced(
+    url: str,
+    path: str,
+    body: Callable[[str], dict],
+    *,
+    rate: float,
+    count: int,
+    connections: int = 4,
+) -> dict:
+    """POST `count` bodies at `rate` per second; the send time goes into each body."""
+    parts = urlsplit(url)
+    start = time.monotonic() + 0.05
+    statuses: dict[int, int] = {}
+    took: list[float] = []
+    late: list[float] = []
+    lock = threading.Lock()
+
+    def writer(first: int) -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            for index in range(first, count, connections):
+                due = start + index / rate
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                began = time.monotonic()
+                payload = orjson.dumps(body(f"{time.time():.6f}"))
+                conn.request("POST", path, payload, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                with lock:
+                    statuses[response.status] = statuses.get(response.status, 0) + 1
+                    took.append(time.monotonic() - began)
+                    late.append(began - due)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - start
+    took.sort()
+    return {
+        "writes": count,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "achieved_per_second": round(count / seconds, 1),
+        "request_ms": {
+            "p50": round(took[len(took) // 2] * 1000, 2),
+            "p99": round(took[int(len(took) * 0.99)] * 1000, 2),
+        },
+        "max_late_ms": round(max(late) * 1000, 1),
+    }

@@ -161,7 +161,7 @@ def poll(
         runtime.hub.add(waiter)
     try:
         while True:
-            waiter.signal.clear()
+            waiter.rearm()
             # Identical polls woken by one event share one read of the log.
             events, position, more = runtime.cache.poll(
                 runtime, subscription, cursor, limit, _collect

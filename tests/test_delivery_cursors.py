@@ -4,9 +4,15 @@ polls wake on the first match, and vanished clients leave nothing behind."""
 import threading
 import time
 
+import gevent
+import orjson
 import psutil
 import redis
 import requests
+from werkzeug.datastructures import MultiDict
+
+from feed.delivery import poll
+from feed.filters import parse_subscription
 
 from .delivery_tools import (
     RawStream,
@@ -164,6 +170,45 @@ def test_long_poll_answers_on_the_first_matching_commit_or_empty_after_the_wait(
     assert response.json()["cursor"] > night
 
 
+def test_long_poll_still_wakes_after_late_news_of_events_it_had(app, client):
+    # Events at or below a poll's cursor can reach a hub after the poll started waiting
+    # (a commit on another worker, a listener catching up). They must not make the poll
+    # deaf to the next matching event.
+    feed = app.extensions["tidings"]
+    bread = client.post("/api/bread_types", json={"name": "Rye", "price": 5}).get_json()["row"]
+
+    def sell_here() -> int:
+        body = SALE | {"bread_type_id": bread["id"], "shift": "night"}
+        return client.post("/api/sales_logs", json=body).get_json()["event"]
+
+    def logged(after: int):
+        with feed.read() as conn:
+            return feed.log.read(conn, after)
+
+    cursor = max(sell_here() for _ in range(3))
+    subscription = parse_subscription(
+        MultiDict({"topics": "sales_logs"}), feed.tables, feed.custom_topics
+    )
+    fresh: list[int] = []
+
+    def deliver_late_then_new() -> None:
+        gevent.sleep(0.1)
+        feed.ingest(logged(0))
+        gevent.sleep(0.2)
+        fresh.append(sell_here())
+        feed.ingest(logged(cursor))
+
+    delivering = gevent.spawn(deliver_late_then_new)
+    began = time.monotonic()
+    with app.app_context():
+        answer = poll(feed, subscription, cursor, 100, wait=3)
+    seconds = time.monotonic() - began
+    delivering.join(timeout=5)
+    assert delivering.successful()
+    assert ids(orjson.loads(orjson.dumps(answer))["events"]) == fresh
+    assert seconds < 1.5, "the poll slept through the matching event"
+
+
 def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis):
     server = start_server(workers=2, redis_url=fresh_redis.url, HEARTBEAT_SECONDS="1")
     master = psutil.Process(server.process.pid)
@@ -194,7 +239,13 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
     streams = [RawStream(server.url, queries[n % 2] + "&cursor=0") for n in range(60)]
     for stream in streams:
         assert any(block.event == "ready" for block in stream.blocks)
+
+    def open_streams() -> int:
+        figures = requests.get(f"{server.url}/monitor.json", timeout=10).json()
+        return figures["connections"]["total"]
+
     wait_for(lambda: stream_sockets() == 60, 10, "the server to hold 60 streams")
+    wait_for(lambda: open_streams() == 60, 10, "the monitor to count 60 streams")
     assert all(redis_clients(worker) <= 3 for worker in workers)
     # Half vanish abruptly (reset), half close without a goodbye and never read again.
     for n, stream in enumerate(streams):
@@ -206,6 +257,7 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
         10,
         "the server to let go of vanished streams",
     )
+    wait_for(lambda: open_streams() == 0, 10, "the monitor to count no open stream")
     assert all(redis_clients(worker) <= 3 for worker in workers)
     probe = redis.Redis.from_url(fresh_redis.url)
     try:

@@ -136,14 +136,19 @@ class Bus:
                     message = pubsub.get_message(timeout=5.0)
                     if message is None:
                         continue
-                    batch = [Event.from_raw(message["data"])]
+                    messages = [message]
                     while (message := pubsub.get_message(timeout=0)) is not None:
-                        batch.append(Event.from_raw(message["data"]))
+                        messages.append(message)
+                    batch = [event for event in map(self._parse, messages) if event]
                     self.received += len(batch)
                     self.ingest(batch)
             except REDIS_DOWN as exc:
                 self._mark(False)
                 logger.debug("listener lost redis: %s", exc)
+            except Exception:
+                # Never let one bad pass end the process's only subscription: subscribe
+                # again, and the catch-up that follows reads what was missed from the log.
+                logger.exception("listener pass failed")
             finally:
                 try:
                     pubsub.close()
@@ -151,6 +156,18 @@ class Bus:
                     pass
             gevent.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    def _parse(self, message: dict) -> Event | None:
+        """Return the event a message carries, or None when it is not one of ours."""
+        try:
+            event = Event.from_raw(message["data"])
+            if isinstance(event.id, int) and isinstance(event.topic, str):
+                return event
+        except (ValueError, TypeError, KeyError):
+            pass
+        # Anything may share the channel (another app, an older version): skip it.
+        logger.warning("ignored a message on %s that is not an event", self.channel)
+        return None
 
     def _relay(self) -> None:
         """Deliver from the log what Redis did not bring: crashes before publish, outages."""

@@ -19,6 +19,28 @@ SHIFTS = ("morning", "afternoon", "night")
 WRITTEN_TABLES = ("production_logs", "sales_logs", "shift_feedback", "bread_types")
 
 
+SALE = {"quantity": 3, "unit_price": 4.0, "recorded_by": "test"}
+
+
+def sell(url: str, bread_type: int, shift: str) -> int:
+    """Record one sale and return its event id."""
+    body = SALE | {"bread_type_id": bread_type, "shift": shift}
+    response = requests.post(f"{url}/api/sales_logs", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["event"]
+
+
+def next_change(stream: SseStream, timeout: float) -> dict:
+    """Return the next change on a stream, failing when none comes in time (heartbeats
+    keep the connection busy, so the read timeout alone would never fire)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        block = stream.next()
+        if block.event == "change":
+            return block.json()
+    raise AssertionError(f"no change within {timeout:g}s")
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
     """Poll a predicate until it returns something truthy, or fail naming what was awaited."""
     deadline = time.monotonic() + timeout

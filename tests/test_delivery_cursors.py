@@ -15,24 +15,17 @@ from feed.delivery import poll
 from feed.filters import parse_subscription
 
 from .delivery_tools import (
+    SALE,
     RawStream,
     create_bread_types,
     head,
     ids,
+    next_change,
     run_writers,
+    sell,
     wait_for,
 )
 from .sse import SseStream
-
-SALE = {"quantity": 3, "unit_price": 4.0, "recorded_by": "test"}
-
-
-def sell(url: str, bread_type: int, shift: str) -> int:
-    """Record one sale and return its event id."""
-    body = SALE | {"bread_type_id": bread_type, "shift": shift}
-    response = requests.post(f"{url}/api/sales_logs", json=body, timeout=10)
-    assert response.status_code == 201, response.text
-    return response.json()["event"]
 
 
 def test_heartbeats_advance_the_cursor_of_a_subscriber_nothing_matches(start_server):
@@ -103,8 +96,7 @@ def test_expired_cursor_gets_a_reset_on_the_stream_and_410_on_poll(start_server)
         assert opening[-1].json()["replayed"] == 0
         # It goes on live from the reset's cursor.
         event = sell(server.url, bread_types[0], "morning")
-        change = stream.until("change")[-1]
-        assert int(change.id) == event
+        assert next_change(stream, 10)["id"] == event
 
 
 def test_future_cursor_gets_a_reset_for_another_epoch(start_server):
@@ -118,7 +110,7 @@ def test_future_cursor_gets_a_reset_for_another_epoch(start_server):
         assert opening[1].json()["reason"] == "epoch"
         assert opening[1].json()["cursor"] >= current
         event = sell(server.url, bread_types[0], "night")
-        assert int(stream.until("change")[-1].id) == event
+        assert next_change(stream, 10)["id"] == event
     polled = requests.get(
         f"{server.url}/api/changes?{query}", params={"cursor": current + 1000}, timeout=10
     )

@@ -17,10 +17,13 @@ from .delivery_tools import (
     create_bread_types,
     head,
     ids,
+    next_change,
     run_writers,
+    sell,
     wait_for,
 )
 from .servers import free_port
+from .sse import SseStream
 
 QUERIES = (
     "topics=sales_logs,production_logs,shift_feedback,bread_types",
@@ -211,3 +214,24 @@ def test_a_server_killed_mid_writes_loses_no_committed_event(start_server):
     # Brought back, the killed server serves the same log.
     writing_node.restart()
     assert changes(writing_node.url, QUERIES[0], start) == everything
+
+
+def test_a_malformed_message_on_the_channel_does_not_stop_the_listener(start_server, redis_server):
+    # One worker and a slowed relay: only this worker's one subscription brings events.
+    channel = "tidings:malformed"
+    server = start_server(
+        workers=1, HEARTBEAT_SECONDS="1", RELAY_SECONDS="120", FEED_CHANNEL=channel
+    )
+    bread_types = create_bread_types(server.url)
+    probe = redis.Redis.from_url(redis_server.url)
+    try:
+        with SseStream(server.url, "topics=sales_logs") as stream:
+            stream.until("ready")
+            # Whatever else shares the channel (another app, an older version) may send
+            # anything; each reaches the one subscriber.
+            for garbage in (b"not json", b'{"no": "id"}', b"[1, 2]", b'{"id": "x"}'):
+                assert probe.publish(channel, garbage) == 1
+            event = sell(server.url, bread_types[0], "morning")
+            assert next_change(stream, 10)["id"] == event
+    finally:
+        probe.close()

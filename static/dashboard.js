@@ -23,6 +23,11 @@ const feedback = feed.table("shift_feedback", { order: "id.desc", limit: 8 });
 const notifications = feed.table("notifications", { order: "id.desc", limit: 30 });
 const audit = feed.table("audit_logs", { order: "id.desc", limit: 30 });
 
+// Marks the page once every snapshot is in (tests and scripts wait for it).
+Promise.all([breads, sales, production, feedback, notifications, audit].map((t) => t.ready)).then(() => {
+  document.documentElement.dataset.loaded = "true";
+});
+
 const $ = (selector) => document.querySelector(selector);
 const money = new Intl.NumberFormat(undefined, { style: "currency", currency: "EUR" });
 const clock = (iso) => (iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "now");

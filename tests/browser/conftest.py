@@ -63,6 +63,8 @@ def open_dashboard(context: BrowserContext, url: str) -> Page:
     page = context.new_page()
     page.goto(url + "/")
     wait_state(page, "live")
+    page.wait_for_selector("html[data-loaded]", state="attached")
+    page.wait_for_function("new Promise(requestAnimationFrame)")
     return page
 
 

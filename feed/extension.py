@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import gevent
@@ -27,6 +27,18 @@ logger = logging.getLogger("tidings")
 
 # Custom topics every Tidings app has.
 BUILTIN_TOPICS = ("presence", "monitor")
+# Names under /api/ that are routes, so no live table may take them.
+RESERVED_NAMES = frozenset({"tables", "changes", "batch", "publish"})
+
+
+def check_names(tables: Iterable[str], custom_topics: Iterable[str]) -> None:
+    """Refuse live table names that a fixed /api/ route or a custom topic already takes."""
+    clashes = set(tables) & (RESERVED_NAMES | set(custom_topics))
+    if clashes:
+        raise RuntimeError(
+            f"live table names {sorted(clashes)} clash with fixed /api/ routes or custom "
+            "topics; rename them"
+        )
 
 
 class Feed:
@@ -118,14 +130,27 @@ class FeedRuntime:
         )
         self.started = False
         self._greenlets: list[gevent.Greenlet] = []
+        self._tables: dict[str, LiveTable] | None = None
+        self._tables_seen = 0
+        # A name clash is a configuration error: refuse to start rather than misroute.
+        self._load_tables()
 
     # Tables and topics
 
     @property
     def tables(self) -> dict[str, LiveTable]:
         """Return the live tables by name."""
-        models = [m.class_ for m in self.feed.db.Model.registry.mappers if is_live(m.class_)]
-        return {table.name: table for table in map(live_table, models)}
+        if len(self.feed.db.Model.registry.mappers) != self._tables_seen:
+            self._load_tables()
+        return self._tables
+
+    def _load_tables(self) -> None:
+        """Describe the live models and check their names."""
+        mappers = self.feed.db.Model.registry.mappers
+        models = (m.class_ for m in mappers if is_live(m.class_))
+        tables = {table.name: table for table in map(live_table, models)}
+        check_names(tables, self.custom_topics)
+        self._tables, self._tables_seen = tables, len(mappers)
 
     @property
     def custom_topics(self) -> tuple[str, ...]:

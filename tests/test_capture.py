@@ -233,3 +233,20 @@ def test_orm_values_are_stored_as_the_event_says(app):
     assert [e["row"]["price"] for e in events] == [1.01, 2.68]
     with app.app_context():
         assert float(db.session.query(BreadType).one().price) == 2.68
+
+
+@pytest.mark.parametrize("name", ["tables", "changes", "batch", "publish", "alerts"])
+def test_a_live_table_may_not_take_a_route_or_topic_name(name):
+    from feed.extension import check_names
+
+    with pytest.raises(RuntimeError, match=name):
+        check_names(["bread_types", name], ["presence", "alerts"])
+    check_names(["bread_types", "sales_logs"], ["presence", "alerts"])
+
+
+def test_a_custom_topic_named_like_a_table_stops_the_app(database_url, redis_server):
+    from app import create_app
+
+    config = {"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_server.url}
+    with pytest.raises(RuntimeError, match="bread_types"):
+        create_app(config | {"TOPICS": ["bread_types"]})

@@ -107,7 +107,9 @@ class Bus:
                         self._send(batch)
                         continue
                     except REDIS_DOWN:
-                        self._mark(False)
+                        # Only the listener marks Redis down, because only it marks Redis
+                        # up again: one that kept its connection through a stall never would.
+                        logger.warning("publishing to redis failed: delivering from the log")
                 # Other processes pick these up from the log through their relay.
                 self.ingest(batch)
             except Exception:

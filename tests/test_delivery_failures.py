@@ -1,6 +1,7 @@
 """Failures lose nothing: Redis going away, several servers, a crash between commit and
 publish."""
 
+import signal
 import threading
 import time
 
@@ -120,6 +121,49 @@ def test_redis_outage_loses_nothing_and_the_live_path_comes_back(start_server, f
         wait_for(all_published, 15, "every later write to go through Redis")
         pubsub.close()
     finally:
+        probe.close()
+    finish(server.url, followers, start, deadline)
+
+
+def test_a_stalled_redis_delays_nothing_and_the_live_path_comes_back(start_server, fresh_redis):
+    # Frozen rather than dead: connections stay open and nothing answers, longer than
+    # the client's socket timeout (10 s), as in a stalled host or a long fork.
+    channel = "tidings:stall"
+    server = start_server(
+        workers=1, redis_url=fresh_redis.url, HEARTBEAT_SECONDS="1", FEED_CHANNEL=channel
+    )
+    bread_types = create_bread_types(server.url)
+    start = head(server.url)
+    deadline = time.monotonic() + 60
+    followers = follow(server.url, start, 3, deadline)
+    fresh_redis.process.send_signal(signal.SIGSTOP)
+    stalled_at = time.monotonic()
+    try:
+        run_writers(server.url, bread_types, 40, pause=0.02)
+        stalled_head = head(server.url)
+        wait_for(
+            lambda: all(int(f.last_id) >= stalled_head for f in followers),
+            8,
+            "the clients to receive what was written while Redis stalled",
+        )
+        # Let the publisher's wait on Redis run out.
+        time.sleep(max(0.0, stalled_at + 11 - time.monotonic()))
+    finally:
+        fresh_redis.process.send_signal(signal.SIGCONT)
+    probe = redis.Redis.from_url(fresh_redis.url, socket_timeout=10)
+    pubsub = probe.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(channel)
+        writer = Writer(server.url, bread_types, seed=7)
+
+        def published() -> bool:
+            writer.step()
+            return pubsub.get_message(timeout=0.5) is not None
+
+        wait_for(published, 10, "writes to be published on Redis again")
+        writer.close()
+    finally:
+        pubsub.close()
         probe.close()
     finish(server.url, followers, start, deadline)
 

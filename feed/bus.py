@@ -109,7 +109,7 @@ class Bus:
                     except REDIS_DOWN:
                         # Only the listener marks Redis down, because only it marks Redis
                         # up again: one that kept its connection through a stall never would.
-                        logger.warning("publishing to redis failed: delivering from the log")
+                        logger.warning("redis publish failed: delivering here and from the log")
                 # Other processes pick these up from the log through their relay.
                 self.ingest(batch)
             except Exception:

@@ -226,7 +226,10 @@ def run_writers(
 
 class Follower(threading.Thread):
     """An SSE subscriber that drops its connection at random points and resumes with
-    Last-Event-ID, recording every change it receives, until it has seen `target`."""
+    Last-Event-ID, recording every change it receives, until it has seen `target`.
+
+    Like a browser's EventSource, it also comes back after the server went away.
+    """
 
     def __init__(
         self, url: str, query: str, cursor: int, seed: int, *, deadline: float, drops: bool = True
@@ -241,6 +244,7 @@ class Follower(threading.Thread):
         self.events: list[dict] = []
         self.resets: list[dict] = []
         self.connections = 0
+        self.outages = 0
         self.target: int | None = None
         self.error: BaseException | None = None
 
@@ -252,7 +256,11 @@ class Follower(threading.Thread):
         try:
             while not self.done() and time.monotonic() < self.deadline:
                 self.connections += 1
-                self.follow_once()
+                try:
+                    self.follow_once()
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                    self.outages += 1
+                    time.sleep(0.1)
                 time.sleep(self.rng.random() * 0.05)
         except BaseException as exc:  # reported by the test thread
             self.error = exc

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,31 +38,36 @@ class TidingsServer:
             **env,
         }
         self.process: subprocess.Popen | None = None
-        self.log_path = None
+        self.log = None
 
     def start(self, timeout: float = 20.0) -> "TidingsServer":
         """Start gunicorn and wait until it answers /healthz."""
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        # A file, not a pipe: nobody drains a pipe while the test runs, and a full one blocks.
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [gunicorn, "-c", "gunicorn.conf.py"],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited:\n" + self.process.stderr.read().decode())
+                output = self.output()
+                self.stop()
+                raise RuntimeError("gunicorn exited:\n" + output)
             try:
                 if requests.get(self.url + "/healthz", timeout=1).ok:
                     return self
             except requests.ConnectionError:
                 pass
             time.sleep(0.05)
+        output = self.output()
         self.stop()
-        raise RuntimeError("gunicorn did not come up")
+        raise RuntimeError("gunicorn did not come up:\n" + output)
 
     def stop(self) -> None:
         """Stop gunicorn and its workers."""
@@ -74,16 +80,21 @@ class TidingsServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self.process.stderr.close()
         self.process = None
+        self.log.close()
+
+    def output(self) -> str:
+        """Return what gunicorn wrote to stderr so far."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def kill(self) -> None:
         """Kill gunicorn and its workers at once, as a crash would."""
         if self.process is not None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-            self.process.stderr.close()
             self.process = None
+            self.log.close()
 
     def restart(self) -> "TidingsServer":
         """Stop and start again on the same port."""

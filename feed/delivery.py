@@ -118,7 +118,7 @@ class Stream:
             yield sse.frame(orjson.dumps(ready), event="ready")
             heartbeat = config["HEARTBEAT_SECONDS"]
             while True:
-                woke = subscriber.signal.wait(heartbeat)
+                woke = subscriber.wait(heartbeat)
                 taken = subscriber.take(hub.head)
                 if taken is None:
                     # It fell too far behind to queue in memory: the log catches it up.
@@ -138,6 +138,7 @@ class Stream:
                     yield sse.heartbeat(self.cursor)
         finally:
             hub.remove(subscriber)
+            subscriber.close()
 
 
 def poll(
@@ -170,10 +171,11 @@ def poll(
             if events or remaining <= 0:
                 return {"events": events, "cursor": position, "more": more}
             cursor = position
-            waiter.signal.wait(remaining)
+            waiter.wait(remaining)
     finally:
         if wait > 0:
             runtime.hub.remove(waiter)
+        waiter.close()
 
 
 def _collect(

@@ -6,7 +6,33 @@ monkey.patch_all()
 
 import gc  # noqa: E402
 
+import gevent  # noqa: E402
+from gevent import socket as gevent_socket  # noqa: E402
+
 from app import create_app  # noqa: E402
+
+_gevent_sendall = gevent_socket.socket.sendall
+
+
+def _sendall(self, data, flags=0):
+    """Send what the kernel takes at once; only the rest goes through gevent's sendall.
+
+    gevent's sendall asks the kernel for SO_SNDBUF on every call: one extra syscall per SSE
+    write (~10% of a worker's time at 100,000 writes/s). A stream's write almost always fits.
+    """
+    if type(data) is not bytes:
+        return _gevent_sendall(self, data, flags)
+    try:
+        sent = self._sock.send(data, flags)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        _gevent_sendall(self, memoryview(data)[sent:], flags)
+
+
+gevent_socket.socket.sendall = _sendall
+# Each connection's greenlet would keep a record of where it was spawned; nothing reads it.
+gevent.config.track_greenlet_tree = False
 
 app = create_app()
 # The serving process owns the Redis listener, the relay and retention.

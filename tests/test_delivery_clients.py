@@ -14,6 +14,7 @@ from .delivery_tools import (
     head,
     ids,
     run_writers,
+    wait_for,
 )
 from .sse import SseStream
 
@@ -171,3 +172,10 @@ def test_slow_client_delays_nobody_and_still_gets_every_event_once(start_server)
     assert slow.received > bulk_bytes
     assert ids(slow_events) == ids(expected)
     assert slow_events == expected
+
+    # Queues overflowed and were caught up from the log, rather than growing.
+    def catch_ups() -> int:
+        figures = requests.get(f"{server.url}/monitor.json", timeout=10).json()
+        return figures["counters"]["slow_consumer_catch_ups"]
+
+    wait_for(catch_ups, 10, "the monitor to count catch-ups from the log")

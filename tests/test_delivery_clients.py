@@ -100,7 +100,7 @@ def test_switching_sse_poll_sse_mid_stream_delivers_each_event_once(start_server
                     received.append(block.json())
                 if block.id is not None:
                     cursor = int(block.id)
-                if not writing.is_alive():
+                if not writing.is_alive() or time.monotonic() > deadline:
                     break
         # Poll, from the stream's cursor.
         for _ in range(rng.randint(1, 4)):
@@ -162,7 +162,9 @@ def test_slow_client_delays_nobody_and_still_gets_every_event_once(start_server)
     assert slow.received == 0
     # Now the slow client reads: everything, once, in order.
     slow_events, last_id = [], start
+    reading_until = time.monotonic() + 30
     while last_id < final:
+        assert time.monotonic() < reading_until, f"the slow client stopped at {last_id}"
         block = next(slow.blocks)
         if block.event == "change":
             slow_events.append(block.json())

@@ -251,7 +251,7 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
     )
     wait_for(lambda: open_streams() == 0, 10, "the monitor to count no open stream")
     assert all(redis_clients(worker) <= 3 for worker in workers)
-    probe = redis.Redis.from_url(fresh_redis.url)
+    probe = redis.Redis.from_url(fresh_redis.url, socket_timeout=10)
     try:
         # Two listeners and at most a publishing connection each, whatever came and went.
         assert len(probe.client_list()) - 1 <= 2 * 3

@@ -269,7 +269,7 @@ def test_a_malformed_message_on_the_channel_does_not_stop_the_listener(start_ser
         workers=1, HEARTBEAT_SECONDS="1", RELAY_SECONDS="120", FEED_CHANNEL=channel
     )
     bread_types = create_bread_types(server.url)
-    probe = redis.Redis.from_url(redis_server.url)
+    probe = redis.Redis.from_url(redis_server.url, socket_timeout=10)
     try:
         with SseStream(server.url, "topics=sales_logs") as stream:
             stream.until("ready")

@@ -60,8 +60,8 @@ def reset_for(runtime: FeedRuntime, subscription: Subscription, cursor: int | No
 
 def reset_body(runtime: FeedRuntime, subscription: Subscription, reason: str, head: int) -> dict:
     """Describe a reset: why, where the subscriber continues, and where to reload from."""
-    snapshots = {}
     runtime.metrics.reset_sent(reason)
+    snapshots = {}
     for topic, view in subscription.views.items():
         if topic in runtime.tables:
             query = view_query(view)

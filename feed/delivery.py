@@ -115,7 +115,8 @@ class Stream:
             yield b"".join(opening)
             yield from self._replay()
             ready = {"cursor": self.cursor, "replayed": self.sent}
-            yield sse.frame(orjson.dumps(ready), event="ready")
+            # The id moves a native EventSource's lastEventId past what replay scanned.
+            yield sse.frame(orjson.dumps(ready), id=self.cursor, event="ready")
             heartbeat = config["HEARTBEAT_SECONDS"]
             while True:
                 woke = subscriber.wait(heartbeat)

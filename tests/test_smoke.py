@@ -29,3 +29,12 @@ def test_write_reaches_stream_and_poll(start_server):
         f"{server.url}/api/changes", params={"topics": "sales_logs", "cursor": ready["cursor"]}
     )
     assert [e["id"] for e in polled.json()["events"]] == [created.json()["event"]]
+
+
+def test_ready_moves_last_event_id_past_the_replay(start_server):
+    server = start_server()
+    requests.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
+    with SseStream(server.url, "topics=shift_feedback&cursor=0") as stream:
+        ready = stream.until("ready")[-1]
+    assert ready.json() == {"cursor": int(ready.id), "replayed": 0}
+    assert int(ready.id) >= 1

@@ -32,7 +32,14 @@ def stream():
     if request.headers.get("Last-Event-ID"):
         runtime().metrics.reconnected("sse")
     body = Stream(runtime(), subscription, cursor)
-    return Response(observed_stream(body), headers=STREAM_HEADERS, content_type="text/event-stream")
+    # The stream yields bytes already: hand it to the server as it is, with no re-encoding
+    # generator per chunk.
+    return Response(
+        observed_stream(body),
+        headers=STREAM_HEADERS,
+        content_type="text/event-stream",
+        direct_passthrough=True,
+    )
 
 
 @bp.get("/api/changes")

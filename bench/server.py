@@ -2,92 +2,44 @@
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import redis
-import requests
 
 from feed.embedded import EmbeddedRedis
-from tests.servers import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import TidingsServer, free_port
 
 
 class BenchServer:
-    """Gunicorn serving Tidings with `workers` gevent workers; its log goes to a file."""
+    """A TidingsServer with `workers` gevent workers and a private valkey and database."""
 
-    def __init__(self, workers: int = 1, config: str = "gunicorn.conf.py", **env: str):
+    def __init__(self, workers: int = 1, **env: str):
         self.directory = Path(tempfile.mkdtemp(prefix="tidings-bench-"))
         self.redis = EmbeddedRedis(self.directory / "redis", port=free_port())
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{self.directory / 'tidings.db'}",
-            "REDIS_URL": self.redis.url,
-            "PORT": str(self.port),
-            "WEB_CONCURRENCY": str(workers),
-            "TOPICS": "bench",
-            "GRACEFUL_TIMEOUT": "1",
-            "LOG_LEVEL": "WARNING",
-            **env,
-        }
-        self.workers = workers
-        self.config = config
-        self.process: subprocess.Popen | None = None
+        database = f"sqlite:///{self.directory / 'tidings.db'}"
+        self.server = TidingsServer(
+            database, self.redis.url, workers=workers, **{"TOPICS": "bench", **env}
+        )
+        self.url = self.server.url
 
     def __enter__(self) -> "BenchServer":
         self.redis.start()
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        with open(self.directory / "gunicorn.log", "wb") as log:
-            self.process = subprocess.Popen(
-                [gunicorn, "-c", self.config],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while len(self.worker_pids()) < self.workers or not self._healthy():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"gunicorn did not come up; see {self.directory}/gunicorn.log")
-            time.sleep(0.1)
+        try:
+            self.server.start(timeout=30)
+        except RuntimeError:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.process is not None:
-            if self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGINT)
-                try:
-                    self.process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                    self.process.wait()
-            self.process = None
+        self.server.stop()
         self.redis.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _healthy(self) -> bool:
-        try:
-            return requests.get(self.url + "/healthz", timeout=1).ok
-        except requests.RequestException:
-            return False
-
     def worker_pids(self) -> list[int]:
         """Return the pids of gunicorn's worker processes."""
-        pid = self.process.pid
-        try:
-            text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(child) for child in text.split()]
+        return self.server.worker_pids()
 
     def redis_client(self) -> redis.Redis:
         """Return a client of the server's valkey."""

@@ -54,20 +54,34 @@ class TidingsServer:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
+        workers = int(self.env["WEB_CONCURRENCY"])
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 output = self.output()
                 self.stop()
                 raise RuntimeError("gunicorn exited:\n" + output)
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
+            if len(self.worker_pids()) == workers and self._healthy():
+                return self
             time.sleep(0.05)
         output = self.output()
         self.stop()
         raise RuntimeError("gunicorn did not come up:\n" + output)
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def worker_pids(self) -> list[int]:
+        """Return the pids of gunicorn's worker processes."""
+        pid = self.process.pid
+        try:
+            return [
+                int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            ]
+        except OSError:
+            return []
 
     def stop(self) -> None:
         """Stop gunicorn and its workers."""

@@ -320,3 +320,20 @@ class RawStream:
         if reset:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
+
+
+def finish(url: str, followers: list["Follower"], start: int, deadline: float) -> int:
+    """Let the clients reach the log head, check each got exactly its events; return the head."""
+    final = head(url)
+    for follower in followers:
+        follower.target = final
+    for follower in followers:
+        follower.join(timeout=max(0.0, deadline - time.monotonic()) + 5)
+    for follower in followers:
+        assert follower.error is None, f"{follower.query}: {follower.error!r}"
+        assert follower.done(), f"{follower.query} stopped at {follower.last_id} of {final}"
+        assert follower.resets == []
+        expected = changes(url, follower.query, start)
+        assert ids(follower.events) == ids(expected), follower.query
+        assert follower.events == expected, follower.query
+    return final

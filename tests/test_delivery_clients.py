@@ -11,6 +11,7 @@ from .delivery_tools import (
     RawStream,
     changes,
     create_bread_types,
+    finish,
     head,
     ids,
     run_writers,
@@ -44,22 +45,11 @@ def test_fifty_reconnecting_clients_see_every_event_once_in_order(start_server):
     for follower in followers:
         follower.start()
     written = run_writers(server.url, bread_types, total=2000, threads=2)
+    final = finish(server.url, followers, start, deadline)
     # Writes also append events of their own (the audit log), so the head is at or past
     # the last acknowledged event.
-    final = head(server.url)
     assert final >= written[-1].event
-    for follower in followers:
-        follower.target = final
-    for follower in followers:
-        follower.join(timeout=max(0.0, deadline - time.monotonic()) + 5)
-    for follower in followers:
-        assert follower.error is None, f"{follower.query}: {follower.error!r}"
-        assert follower.done(), f"{follower.query} stopped at {follower.last_id} of {final}"
-        assert follower.connections > 1
-        assert follower.resets == []
-        expected = changes(server.url, follower.query, start)
-        assert ids(follower.events) == ids(expected), follower.query
-        assert follower.events == expected, follower.query
+    assert all(follower.connections > 1 for follower in followers)
     # The log holds exactly what the writers were told, in the same order.
     everything = changes(server.url, QUERIES[6], start)
     assert ids(everything) == [w.event for w in written]

@@ -16,6 +16,7 @@ from .delivery_tools import (
     Writer,
     changes,
     create_bread_types,
+    finish,
     head,
     ids,
     next_change,
@@ -42,22 +43,6 @@ def follow(url: str, start: int, count: int, deadline: float, drops: bool = True
     for follower in followers:
         follower.start()
     return followers
-
-
-def finish(url: str, followers: list[Follower], start: int, deadline: float) -> None:
-    """Let the clients reach the log head, then check each got exactly its events."""
-    final = head(url)
-    for follower in followers:
-        follower.target = final
-    for follower in followers:
-        follower.join(timeout=max(0.0, deadline - time.monotonic()) + 5)
-    for follower in followers:
-        assert follower.error is None, f"{follower.query}: {follower.error!r}"
-        assert follower.done(), f"{follower.query} stopped at {follower.last_id} of {final}"
-        assert follower.resets == []
-        expected = changes(url, follower.query, start)
-        assert ids(follower.events) == ids(expected), follower.query
-        assert follower.events == expected, follower.query
 
 
 def ready_status(url: str) -> int:

@@ -312,7 +312,10 @@ class Transport {
       this.everLive = true;
       this.feed._setState("live", "stream");
       await stream.done;
-      if (current()) await this.sleep(backoff(attempt++));
+      if (!current()) break;
+      // Not live while waiting out the backoff: the stream is already gone.
+      this.feed._setState("reconnecting", null);
+      await this.sleep(backoff(attempt++));
     }
   }
 

@@ -31,6 +31,7 @@ class Bus:
         ingest: Callable[[list[Event]], None],
         catch_up: Callable[[], None],
         positions: Callable[[], tuple[int, int]],
+        rewind: Callable[[], None],
         relay_seconds: float,
     ):
         self.client = client
@@ -38,6 +39,7 @@ class Bus:
         self.ingest = ingest
         self.catch_up = catch_up
         self.positions = positions
+        self.rewind = rewind
         self.relay_seconds = relay_seconds
         self.up = False
         self.down_since: float | None = time.time()
@@ -181,6 +183,8 @@ class Bus:
                 # With Redis up, events get one tick to arrive before the log is read.
                 if log_head > hub_head and (not self.up or hub_head < seen_head):
                     self.catch_up()
+                elif log_head < hub_head:
+                    self.rewind()
                 seen_head = log_head
             except Exception:
                 logger.exception("relay pass failed")

@@ -70,6 +70,11 @@ def reset_body(runtime: FeedRuntime, subscription: Subscription, reason: str, he
     return {"reason": reason, "cursor": head, "snapshot": first, "snapshots": snapshots}
 
 
+def _reset_frame(reset: dict) -> bytes:
+    """Frame a reset; its id moves lastEventId to where the stream continues."""
+    return sse.frame(orjson.dumps(reset), id=reset["cursor"], event="reset")
+
+
 def _head(runtime: FeedRuntime) -> int:
     with runtime.read() as conn:
         return runtime.log.head(conn)
@@ -108,7 +113,7 @@ class Stream:
             opening = [sse.frame(retry=retry)]
             reset = reset_for(runtime, self.subscription, self.cursor)
             if reset is not None:
-                opening.append(sse.frame(orjson.dumps(reset), id=reset["cursor"], event="reset"))
+                opening.append(_reset_frame(reset))
                 self.cursor = reset["cursor"]
             elif self.cursor is None:
                 self.cursor = _head(runtime)
@@ -122,8 +127,13 @@ class Stream:
                 woke = subscriber.wait(heartbeat)
                 taken = subscriber.take(hub.head)
                 if taken is None:
-                    # It fell too far behind to queue in memory: the log catches it up.
+                    # It fell too far behind to queue in memory, or the log was recreated:
+                    # the log catches it up, after a reset if its cursor left the log.
                     subscriber.overflowed = False
+                    reset = reset_for(runtime, self.subscription, self.cursor)
+                    if reset is not None:
+                        self.cursor = reset["cursor"]
+                        yield _reset_frame(reset)
                     yield from self._replay()
                     continue
                 ids, frames = taken

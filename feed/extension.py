@@ -126,6 +126,7 @@ class FeedRuntime:
             ingest=self.ingest,
             catch_up=self.catch_up,
             positions=self._positions,
+            rewind=self.rewind,
             relay_seconds=app.config["RELAY_SECONDS"],
         )
         self.started = False
@@ -230,6 +231,15 @@ class FeedRuntime:
         self.cache.invalidate(event.topic, event.id)
         self.hub.deliver(event)
         self.metrics.event_delivered(event)
+
+    def rewind(self) -> None:
+        """Follow a log whose head went back (recreated under us): streams get a reset."""
+        with self._ingest_lock:
+            with self.read() as conn:
+                head = self.log.head(conn)
+            if head < self.hub.head:
+                logger.warning("the log went back from %d to %d: resetting", self.hub.head, head)
+                self.hub.rewind(head)
 
     def _positions(self) -> tuple[int, int]:
         with self.read() as conn:

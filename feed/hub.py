@@ -59,12 +59,20 @@ class Subscriber:
     def push(self, event_id: int, frame: bytes) -> None:
         """Queue a frame, or drop the queue when it is full so the log takes over."""
         if len(self.ids) >= self.max_pending:
-            self.overflowed = True
-            self.ids.clear()
-            self.frames.clear()
-        else:
-            self.ids.append(event_id)
-            self.frames.append(frame)
+            self.resync()
+            return
+        self.ids.append(event_id)
+        self.frames.append(frame)
+        self._wake()
+
+    def resync(self) -> None:
+        """Drop the queue and wake the waiter: it must catch up from the log."""
+        self.overflowed = True
+        self.ids.clear()
+        self.frames.clear()
+        self._wake()
+
+    def _wake(self) -> None:
         if not self.woken:
             self.woken = True
             if self.parked is not None:
@@ -134,6 +142,12 @@ class Hub:
         self.head = 0
         self.delivered = 0
         self.overflows = 0
+
+    def rewind(self, head: int) -> None:
+        """Restart from a log that went back (it was recreated): every subscriber re-reads it."""
+        self.head = head
+        for subscriber in {s for subscribers in self.by_topic.values() for s in subscribers}:
+            subscriber.resync()
 
     def add(self, subscriber: Subscriber) -> None:
         """Start routing events to a subscriber."""

@@ -258,3 +258,27 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
         assert sum(int(c["sub"]) > 0 for c in probe.client_list()) == 2
     finally:
         probe.close()
+
+
+def test_a_log_recreated_under_a_running_server_resets_its_streams(app, start_server):
+    from feed import runtime
+
+    server = start_server(HEARTBEAT_SECONDS="1", RELAY_SECONDS="0.2")
+    create_bread_types(server.url)
+    with SseStream(server.url, "topics=bread_types") as stream:
+        stream.until("ready")
+        # The events table starts over, as after restoring or recreating the database.
+        with app.app_context(), runtime().write() as session:
+            session.execute(runtime().log.table.delete())
+        deadline = time.monotonic() + 10
+        # Heartbeats arrive every second, so the deadline is checked while waiting.
+        reset = next(b for b in stream.blocks if b.event == "reset" or time.monotonic() > deadline)
+        assert reset.event == "reset", "no reset within 10 s of the log starting over"
+        assert reset.json()["reason"] == "epoch"
+        assert int(reset.id) == reset.json()["cursor"] == 0
+        created = requests.post(
+            f"{server.url}/api/bread_types", json={"name": "Fresh", "price": 4}, timeout=10
+        ).json()
+        change = next_change(stream, timeout=10)
+        assert change["id"] == created["event"]
+        assert change["row"] == created["row"]

@@ -220,7 +220,8 @@ def test_a_refused_write_rolls_back_with_its_reason(dashboard, context):
     )
     expect(page.locator(".toast", has_text="rolled back").first).to_contain_text("quantity")
     expect(page.locator("#pending")).to_be_hidden()
-    assert page_stock(page) == before
+    # The stock column is redrawn on the next animation frame after the rollback.
+    wait_stock(page, before)
 
 
 def test_dashboard_screenshots_desktop_and_phone(dashboard, browser):

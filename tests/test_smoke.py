@@ -38,3 +38,27 @@ def test_ready_moves_last_event_id_past_the_replay(start_server):
         ready = stream.until("ready")[-1]
     assert ready.json() == {"cursor": int(ready.id), "replayed": 0}
     assert int(ready.id) >= 1
+
+
+def test_stream_headers_and_a_jittered_retry(start_server):
+    server = start_server(RETRY_MS="2000", RETRY_JITTER_MS="3000")
+    retries = []
+    for _ in range(5):
+        with SseStream(server.url, "topics=bread_types") as stream:
+            headers = stream.response.headers
+            assert headers["Content-Type"] == "text/event-stream"
+            assert headers["Cache-Control"] == "no-cache"
+            assert headers["X-Accel-Buffering"] == "no"
+            retries.append(stream.next().retry)
+    assert all(2000 <= retry <= 5000 for retry in retries)
+    # Spread so a restart does not bring every client back in the same second.
+    assert len(set(retries)) > 1
+
+
+def test_errors_before_a_stream_starts_are_json(start_server):
+    server = start_server()
+    for query in ("topics=nope", "topics=bread_types&cursor=soon", "topics=bread_types&x=1"):
+        response = requests.get(f"{server.url}/stream?{query}", timeout=10)
+        assert response.status_code == 400
+        assert response.headers["Content-Type"] == "application/json"
+        assert set(response.json()) >= {"error", "message", "details"}

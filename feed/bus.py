@@ -41,7 +41,9 @@ class Bus:
         self.positions = positions
         self.rewind = rewind
         self.relay_seconds = relay_seconds
-        self.up = False
+        # None until the listener's first attempt: publishing is still tried then, so a
+        # worker's first writes reach the others through Redis, not a relay tick later.
+        self.up: bool | None = None
         self.down_since: float | None = time.time()
         self.received = 0
         self.published = 0
@@ -104,7 +106,7 @@ class Bus:
             if not batch:
                 continue
             try:
-                if self.up:
+                if self.up is not False:
                     try:
                         self._send(batch)
                         continue

@@ -160,22 +160,14 @@ def apply_write(
     method: str, name: str, row_id: int | None, body: Any, if_match: int | None, key: str | None
 ) -> tuple[int, dict]:
     """Apply one write in its own transaction; return (status, body) once it is committed."""
-    rt = runtime()
     table = _table(name)
-    scope = f"{method} {name}"
-    _check_key(key)
     try:
-        with rt.write(mutation=key) as session:
-            return _once(
-                session, key, scope, lambda: _change(session, table, method, row_id, body, if_match)
-            )
+        return _idempotent(
+            key,
+            f"{method} {name}",
+            lambda session: _change(session, table, method, row_id, body, if_match),
+        )
     except sa.exc.IntegrityError as exc:
-        if key is not None:
-            # Another request with the same key won the race: answer as it did.
-            with rt.read() as conn:
-                remembered = rt.idempotency.recall(conn, key, scope, _key_max_age())
-            if remembered is not None:
-                return remembered
         raise ApiError(
             409,
             "constraint_violation",
@@ -184,31 +176,40 @@ def apply_write(
         ) from None
 
 
-def _check_key(key: str | None) -> None:
-    """Refuse an Idempotency-Key that is empty or too long to store."""
-    if key is not None and not 0 < len(key) <= 200:
-        raise ApiError(
-            400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
-        )
-
-
 def _key_max_age() -> float:
     """Return how long, in seconds, an Idempotency-Key is remembered."""
     return runtime().config["IDEMPOTENCY_HOURS"] * 3600
 
 
-def _once(session, key: str | None, scope: str, make: Callable[[], tuple[int, dict]]):
-    """Run `make` unless this key already has a response; remember the response in the
-    same transaction as the write."""
-    if key is None:
-        return make()
-    store, conn = runtime().idempotency, session.connection()
-    remembered = store.recall(conn, key, scope, _key_max_age())
-    if remembered is not None:
-        return remembered
-    status, result = make()
-    store.remember(conn, key, scope, status, result)
-    return status, result
+def _idempotent(
+    key: str | None, scope: str, make: Callable[[Any], tuple[int, dict]]
+) -> tuple[int, dict]:
+    """Run `make(session)` in a write transaction unless this key already has a response;
+    remember the response in the same transaction as the write."""
+    if key is not None and not 0 < len(key) <= 200:
+        raise ApiError(
+            400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
+        )
+    rt = runtime()
+    try:
+        with rt.write(mutation=key) as session:
+            if key is None:
+                return make(session)
+            conn = session.connection()
+            remembered = rt.idempotency.recall(conn, key, scope, _key_max_age())
+            if remembered is not None:
+                return remembered
+            status, result = make(session)
+            rt.idempotency.remember(conn, key, scope, status, result, _key_max_age())
+            return status, result
+    except sa.exc.IntegrityError:
+        if key is not None:
+            # Another request with the same key won the race: answer as it did.
+            with rt.read() as conn:
+                remembered = rt.idempotency.recall(conn, key, scope, _key_max_age())
+            if remembered is not None:
+                return remembered
+        raise
 
 
 def _change(session, table: LiveTable, method: str, row_id, body, if_match) -> tuple[int, dict]:
@@ -333,21 +334,19 @@ def publish():
     if not isinstance(body, dict) or not isinstance(body.get("topic"), str) or "data" not in body:
         raise ApiError(400, "invalid_body", 'The body must be {"topic": "...", "data": ...}.')
     topic = body["topic"]
-    # A table's topic carries only its captured changes, even if TOPICS names it too.
-    if topic not in rt.custom_topics or topic in rt.tables:
+    # Table names never equal custom topics (checked at startup), so tables are refused here.
+    if topic not in rt.custom_topics:
         raise ApiError(
             400,
             "unknown_topic",
             f"{topic!r} is not a declared custom topic (tables change through their own API).",
-            {"topic": topic, "topics": [t for t in rt.custom_topics if t not in rt.tables]},
+            {"topic": topic, "topics": list(rt.custom_topics)},
         )
     key = request.headers.get("Idempotency-Key")
-    _check_key(key)
 
-    def append() -> tuple[int, dict]:
-        body_ = event_body(topic, "PUBLISH", row=body["data"], mutation=key)
-        return 201, {"event": rt.feed.capture.append(session, [body_])[0].id}
+    def append(session) -> tuple[int, dict]:
+        event = event_body(topic, "PUBLISH", row=body["data"], mutation=key)
+        return 201, {"event": rt.feed.capture.append(session, [event])[0].id}
 
-    with rt.write(mutation=key) as session:
-        status, result = _once(session, key, f"POST publish:{topic}", append)
+    status, result = _idempotent(key, f"POST publish:{topic}", append)
     return json_response(result, status)

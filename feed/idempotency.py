@@ -32,10 +32,23 @@ class IdempotencyStore:
         ).first()
         return (found.status, orjson.loads(found.body)) if found else None
 
-    def remember(self, conn: sa.Connection, key: str, scope: str, status: int, body: dict) -> None:
-        """Store the response to a key, replacing an expired one."""
+    def remember(
+        self,
+        conn: sa.Connection,
+        key: str,
+        scope: str,
+        status: int,
+        body: dict,
+        max_age_seconds: float,
+    ) -> None:
+        """Store the response to a key, replacing an expired one.
+
+        Only an expired one: a concurrent request with the same key that committed first
+        keeps its row, and this insert fails on the primary key instead of writing twice.
+        """
         c = self.table.c
-        conn.execute(self.table.delete().where(c.key == key, c.scope == scope))
+        expired = c.created_at < time.time() - max_age_seconds
+        conn.execute(self.table.delete().where(c.key == key, c.scope == scope, expired))
         conn.execute(
             self.table.insert().values(
                 key=key,

@@ -205,7 +205,8 @@ def test_batch_rejects_a_malformed_body(client, app):
 
 
 def test_publish_to_declared_topics_only(client, app):
-    app.config["TOPICS"] = ["alerts", "sales_logs"]
+    # TOPICS naming a table stops the app at startup (test_capture); tables are refused here.
+    app.config["TOPICS"] = ["alerts"]
     response = client.post(
         "/api/publish",
         json={"topic": "alerts", "data": {"text": "oven\r\nhot"}},

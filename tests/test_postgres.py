@@ -123,3 +123,40 @@ def test_snapshot_and_changes_rebuild_the_table_under_writes(start_server):
     final = requests.get(f"{node.url}/api/sales_logs").json()["rows"]
     assert sorted(rows.values(), key=lambda r: r["id"]) == final
     assert len(final) == 40
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # No unique column: only the key can stop a second row.
+        ("/api/shift_feedback", {"shift": "morning", "note": "raced", "mood": 3}),
+        ("/api/publish", {"topic": "presence", "data": {"user": "ana"}}),
+    ],
+)
+def test_concurrent_repeats_of_one_key_write_once_and_answer_alike(app, start_server, path, body):
+    server = start_server(workers=2)
+    barrier = threading.Barrier(8)
+    answers: list = []
+
+    def send() -> None:
+        barrier.wait(timeout=10)
+        response = requests.post(
+            server.url + path, json=body, headers={"Idempotency-Key": "race-1"}, timeout=10
+        )
+        answers.append((response.status_code, response.json()))
+
+    senders = [threading.Thread(target=send) for _ in range(8)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(timeout=30)
+    assert len(answers) == 8
+    assert {status for status, _ in answers} == {201}
+    assert len({answer["event"] for _, answer in answers}) == 1
+    from feed import runtime
+
+    with app.app_context(), runtime().read() as conn:
+        mutations = [e.data["mutation"] for e in runtime().log.read(conn, 0, limit=1000)]
+    topic_events = mutations.count("race-1")
+    # A table write also appends its audit row, carrying the same key.
+    assert topic_events == (2 if path == "/api/shift_feedback" else 1)

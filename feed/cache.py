@@ -109,10 +109,10 @@ class ReadCache:
         conn: sa.Connection,
         key: Hashable,
         table: str,
-        compute: Callable[[sa.Connection], tuple[bytes, int]],
-    ) -> tuple[bytes, int]:
-        """Answer a snapshot (body, cursor) from the cache, or compute it in the same
-        transaction as its marks and remember it."""
+        compute: Callable[[sa.Connection], tuple[bytes, ...]],
+    ) -> tuple[bytes, ...]:
+        """Answer a snapshot (its body first, then what goes with it) from the cache, or
+        compute it in the same transaction as its marks and remember it."""
         started = time.perf_counter()
         marks = self.marks(conn, (table,))
         found = self.get("snapshot", key, marks)
@@ -120,10 +120,10 @@ class ReadCache:
         if found is not None:
             return found
         started = time.perf_counter()
-        body, cursor = compute(conn)
+        computed = compute(conn)
         record("db", time.perf_counter() - started)
-        self.put("snapshot", key, (table,), marks, (body, cursor), len(body))
-        return body, cursor
+        self.put("snapshot", key, (table,), marks, computed, len(computed[0]))
+        return computed
 
     def poll(
         self,

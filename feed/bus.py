@@ -45,7 +45,6 @@ class Bus:
         # worker's first writes reach the others through Redis, not a relay tick later.
         self.up: bool | None = None
         self.down_since: float | None = time.time()
-        self.received = 0
         self.published = 0
         self._greenlets: list[gevent.Greenlet] = []
         self._outbox: deque[Event] = deque()
@@ -146,7 +145,6 @@ class Bus:
                     while (message := pubsub.get_message(timeout=0)) is not None:
                         messages.append(message)
                     batch = [event for event in map(self._parse, messages) if event]
-                    self.received += len(batch)
                     self.ingest(batch)
             except REDIS_DOWN as exc:
                 self._mark(False)

@@ -88,7 +88,6 @@ class Stream:
         self.subscription = subscription
         self.cursor = cursor
         self.sent = 0
-        self.opened = time.monotonic()
         self.subscriber = Subscriber(subscription, runtime.config["SUBSCRIBER_MAX_PENDING"])
 
     def _replay(self) -> Iterator[bytes]:

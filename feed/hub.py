@@ -163,11 +163,6 @@ class Hub:
                 if not subscribers:
                     del self.by_topic[topic]
 
-    @property
-    def subscriber_count(self) -> int:
-        """Return how many distinct subscribers are registered."""
-        return len({s for subscribers in self.by_topic.values() for s in subscribers})
-
     def deliver(self, event: Event) -> None:
         """Queue an event for every subscriber that sees it, formatting each shape once."""
         subscribers = self.by_topic.get(event.topic)

@@ -11,7 +11,6 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from feed import ApiError, runtime
-from feed.capture import event_body
 from feed.filters import parse_select, parse_snapshot_filters
 from feed.live import LiveTable
 
@@ -346,8 +345,7 @@ def publish():
     key = request.headers.get("Idempotency-Key")
 
     def append(session) -> tuple[int, dict]:
-        event = event_body(topic, "PUBLISH", row=body["data"], mutation=key)
-        return 201, {"event": rt.feed.capture.append(session, [event])[0].id}
+        return 201, {"event": rt.append_to_topic(session, topic, body["data"], mutation=key).id}
 
     status, result = _idempotent(key, f"POST publish:{topic}", append)
     return json_response(result, status)

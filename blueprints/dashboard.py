@@ -5,7 +5,6 @@ import re
 from flask import Blueprint, render_template
 
 from feed import ApiError, runtime
-from feed.capture import event_body
 from models.activity import LOW_STOCK, start_of_today
 
 from .http import json_body, json_response
@@ -63,5 +62,5 @@ def presence():
     data = _presence(json_body())
     rt = runtime()
     with rt.write() as session:
-        event = rt.feed.capture.append(session, [event_body("presence", "PUBLISH", row=data)])[0]
+        event = rt.append_to_topic(session, "presence", data)
     return json_response({"event": event.id}, 201)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from .bus import Bus
 from .cache import ReadCache
-from .capture import _APPENDED, MUTATION, Capture
+from .capture import _APPENDED, MUTATION, Capture, event_body
 from .hub import Hub
 from .idempotency import IdempotencyStore
 from .live import LiveTable, is_live, live_table
@@ -177,6 +177,15 @@ class FeedRuntime:
                 raise
             finally:
                 session.info.pop(MUTATION, None)
+
+    def append_to_topic(
+        self, session: Session, topic: str, data, *, mutation: str | None = None
+    ) -> Event:
+        """Append a PUBLISH event to a custom topic in the session's transaction."""
+        if topic not in self.custom_topics:
+            raise ValueError(f"{topic!r} is not a declared custom topic")
+        body = event_body(topic, "PUBLISH", row=data, mutation=mutation)
+        return self.feed.capture.append(session, [body])[0]
 
     @staticmethod
     def appended(session: Session) -> list[Event]:

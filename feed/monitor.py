@@ -15,7 +15,6 @@ import orjson
 import sqlalchemy as sa
 
 from . import health
-from .capture import event_body
 from .live import iso, utcnow
 
 logger = logging.getLogger("tidings.monitor")
@@ -343,7 +342,7 @@ class Monitor:
         result = figures(rt, with_history=False)
         self.history.append(result["raw"] | {"point": result["point"]})
         with rt.write() as session:
-            rt.feed.capture.append(session, [event_body(TOPIC, "PUBLISH", row=public(result))])
+            rt.append_to_topic(session, TOPIC, public(result))
 
     def run(self) -> None:
         """Loop forever; a failed pass is logged and the next one tries again."""

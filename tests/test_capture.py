@@ -250,3 +250,24 @@ def test_a_custom_topic_named_like_a_table_stops_the_app(database_url, redis_ser
     config = {"SQLALCHEMY_DATABASE_URI": database_url, "REDIS_URL": redis_server.url}
     with pytest.raises(RuntimeError, match="bread_types"):
         create_app(config | {"TOPICS": ["bread_types"]})
+
+
+def test_an_app_publishes_to_a_custom_topic_in_its_own_transaction(app):
+    from feed import runtime
+
+    with app.app_context():
+        rt = runtime()
+        with rt.write() as session:
+            event = rt.append_to_topic(session, "presence", {"user": "ana"}, mutation="m-1")
+        assert (event.topic, event.data["op"], event.data["row"]) == (
+            "presence",
+            "PUBLISH",
+            {"user": "ana"},
+        )
+        assert event.data["mutation"] == "m-1"
+        with rt.read() as conn:
+            assert [e.data for e in rt.log.read(conn, event.id - 1)] == [event.data]
+        with pytest.raises(ValueError, match="bread_types"), rt.write() as session:
+            rt.append_to_topic(session, "bread_types", {})
+        with rt.read() as conn:
+            assert rt.log.head(conn) == event.id

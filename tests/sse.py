@@ -64,9 +64,16 @@ class SseStream:
     """An open /stream response, read block by block."""
 
     def __init__(
-        self, base_url: str, query: str, last_event_id: str | None = None, timeout: float = 10
+        self,
+        base_url: str,
+        query: str,
+        last_event_id: str | None = None,
+        timeout: float = 10,
+        headers: dict | None = None,
     ):
-        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        headers = dict(headers or {})
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
         self.response = requests.get(
             f"{base_url}/stream?{query}", headers=headers, stream=True, timeout=timeout
         )

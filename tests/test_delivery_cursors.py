@@ -282,3 +282,22 @@ def test_a_log_recreated_under_a_running_server_resets_its_streams(app, start_se
         change = next_change(stream, timeout=10)
         assert change["id"] == created["event"]
         assert change["row"] == created["row"]
+
+
+def test_polls_page_by_limit_with_more_and_the_last_returned_id(client):
+    start = client.get("/api/changes?topics=bread_types").get_json()["cursor"]
+    written = [
+        client.post("/api/bread_types", json={"name": f"B{n}", "price": 3}).get_json()["event"]
+        for n in range(5)
+    ]
+    pages, cursor = [], start
+    while True:
+        page = client.get(f"/api/changes?topics=bread_types&cursor={cursor}&limit=2").get_json()
+        pages.append([event["id"] for event in page["events"]])
+        if not page["more"]:
+            break
+        # A full page says there may be more, and moves the cursor to its last event.
+        assert len(page["events"]) == 2 and page["cursor"] == page["events"][-1]["id"]
+        cursor = page["cursor"]
+    assert [event_id for page in pages for event_id in page] == written
+    assert [len(page) for page in pages] == [2, 2, 1]

@@ -53,3 +53,34 @@ def test_server_timing_names_db_and_cache(client):
     hit = client.get("/api/bread_types").headers["Server-Timing"]
     assert "cache;dur=" in miss and 'desc="miss"' in miss and "db;dur=" in miss
     assert 'desc="hit"' in hit and "db;dur=" not in hit
+
+
+def _log_lines(server) -> list[dict]:
+    """Return the JSON lines the server wrote so far."""
+    return [orjson.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+
+
+def test_a_stream_logs_its_open_and_its_close_with_duration_and_events_sent(start_server):
+    import time
+
+    import requests
+
+    from .sse import SseStream
+
+    server = start_server(LOG_LEVEL="INFO", HEARTBEAT_SECONDS="0.5")
+    with SseStream(server.url, "topics=bread_types", headers={"X-Request-ID": "s-1"}) as stream:
+        stream.until("ready")
+        for name in ("Rye", "Spelt"):
+            requests.post(f"{server.url}/api/bread_types", json={"name": name, "price": 5})
+            stream.until("change")
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    # The server notices the client left at its next heartbeat write.
+    while not any(line.get("event") == "stream.close" for line in _log_lines(server)):
+        assert time.monotonic() < deadline, "no stream.close line"
+        time.sleep(0.1)
+    lines = {line["event"]: line for line in _log_lines(server) if line.get("request_id") == "s-1"}
+    assert lines["stream.open"]["path"] == "/stream"
+    assert lines["stream.open"]["status"] == 200
+    assert lines["stream.close"]["events_sent"] == 2
+    assert lines["stream.close"]["duration_ms"] >= 300

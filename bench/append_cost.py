@@ -89,7 +89,7 @@ def measure(database_url: str, redis_url: str) -> dict:
             bounds = runtime().log.bounds(conn)
             logged = conn.execute(sa.select(sa.func.count()).select_from(runtime().log.table))
             logged = logged.scalar()
-        db.engine.dispose()
+        runtime().close()
     return {
         "plain_writes_per_s": round(plain_rate),
         "live_writes_per_s": round(live_rate),

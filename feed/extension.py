@@ -275,6 +275,14 @@ class FeedRuntime:
         self._greenlets = []
         self.started = False
 
+    def close(self) -> None:
+        """Release what the feed holds for its app: background work, Redis and database
+        connections. For owners that end an app before the process (tests, scripts)."""
+        if self.started:
+            self.stop()
+        self.redis.close()
+        self.engine.dispose()
+
     def prune(self) -> tuple[int, int]:
         """Apply retention to the log and the idempotency keys once."""
         hours = self.config["RETENTION_HOURS"]

@@ -64,8 +64,7 @@ def app(database_url, redis_server, tmp_path):
     with app.app_context():
         db.create_all()
     yield app
-    with app.app_context():
-        db.engine.dispose()
+    app.extensions["tidings"].close()
 
 
 @pytest.fixture

@@ -255,8 +255,7 @@ def test_topics_setting_declares_custom_topics(monkeypatch, database_url, redis_
         changes = client.get("/api/changes?topics=alerts,bench&cursor=0").get_json()
         assert [e["topic"] for e in changes["events"]] == ["alerts", "bench"]
     finally:
-        with app.app_context():
-            db.engine.dispose()
+        app.extensions["tidings"].close()
 
 
 def test_publish_token(client, app):

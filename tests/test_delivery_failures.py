@@ -9,7 +9,7 @@ import redis
 import requests
 
 from app import create_app
-from models import SalesLog, db
+from models import SalesLog
 
 from .delivery_tools import (
     Follower,
@@ -207,7 +207,7 @@ def test_events_committed_but_never_published_reach_subscribers(start_server, da
                 with feed.write() as session:
                     session.get(SalesLog, sale.id).shift = "night"
         assert feed.bus.published == 0
-        db.engine.dispose()
+        feed.close()
     assert head(server.url) > start + 40
     finish(server.url, followers, start, deadline)
 

@@ -311,12 +311,15 @@ def test_unreachable_database_is_503(tmp_path, redis_server, caplog):
         }
     )
     client = app.test_client()
-    for response in (
-        client.get("/api/bread_types"),
-        client.post("/api/bread_types", json={"name": "Rye", "price": 1}),
-        client.get("/api/changes?topics=bread_types"),
-    ):
-        check(response, 503, "database_unavailable")
-        assert response.headers["Retry-After"] == "1"
-        assert "no-such-dir" not in response.get_data(as_text=True)
+    try:
+        for response in (
+            client.get("/api/bread_types"),
+            client.post("/api/bread_types", json={"name": "Rye", "price": 1}),
+            client.get("/api/changes?topics=bread_types"),
+        ):
+            check(response, 503, "database_unavailable")
+            assert response.headers["Retry-After"] == "1"
+            assert "no-such-dir" not in response.get_data(as_text=True)
+    finally:
+        app.extensions["tidings"].close()
     assert "unable to open database file" in caplog.text

@@ -41,7 +41,9 @@ def next_change(stream: SseStream, timeout: float) -> dict:
     raise AssertionError(f"no change within {timeout:g}s")
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, what: str = "the condition"
+) -> object:
     """Poll a predicate until it returns something truthy, or fail naming what was awaited."""
     deadline = time.monotonic() + timeout
     while True:

@@ -1,8 +1,5 @@
 """Helpers for monitor tests: read figures and metrics from a running server."""
 
-import time
-from collections.abc import Callable
-
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,15 +34,3 @@ def figures(base_url: str) -> dict:
     response = requests.get(f"{base_url}/monitor.json", timeout=5)
     assert response.status_code == 200
     return response.json()
-
-
-def eventually(check: Callable[[], object], timeout: float = 10.0, every: float = 0.1):
-    """Return check()'s first truthy result, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)

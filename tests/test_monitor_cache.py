@@ -4,7 +4,8 @@ import concurrent.futures
 
 import requests
 
-from .monitor_tools import cache_result, eventually, metric_values, total
+from .delivery_tools import wait_for
+from .monitor_tools import cache_result, metric_values, total
 
 SALE = {"quantity": 2, "unit_price": 6.5, "shift": "morning", "recorded_by": "ana"}
 TABLES = ("bread_types", "sales_logs", "shift_feedback")
@@ -43,7 +44,7 @@ def test_event_invalidates_exactly_its_tables_entries(start_server):
     touched = {e["topic"] for e in events}
     assert touched == {"sales_logs"}, events
     # The hub invalidates the one cached sales_logs snapshot when the event reaches it.
-    eventually(
+    wait_for(
         lambda: total(metric_values(server.url), "tidings_cache_invalidations_total") == before + 1
     )
     for table in TABLES:
@@ -84,7 +85,7 @@ def test_long_poll_herd_shares_one_read(start_server):
     before = metric_values(server.url)
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         waiting = [pool.submit(requests.get, url, timeout=15) for _ in range(20)]
-        eventually(lambda: total(metric_values(server.url), "tidings_connections") == 20)
+        wait_for(lambda: total(metric_values(server.url), "tidings_connections") == 20)
         created = requests.post(f"{server.url}/api/bread_types", json={"name": "Spelt", "price": 4})
         answers = [future.result().json() for future in waiting]
     event = created.json()["event"]

@@ -3,7 +3,8 @@ Redis back: everything recovers by itself."""
 
 import requests
 
-from .monitor_tools import eventually, figures
+from .delivery_tools import wait_for
+from .monitor_tools import figures
 from .sse import SseStream
 
 SALE = {"quantity": 1, "unit_price": 3.5, "shift": "night", "recorded_by": "eve"}
@@ -25,14 +26,14 @@ def test_health_follows_redis_down_and_back(start_server, fresh_redis):
     bread_id = requests.post(
         f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5}
     ).json()["row"]["id"]
-    eventually(lambda: _redis_part(server.url)["score"] == 1)
+    wait_for(lambda: _redis_part(server.url)["score"] == 1)
     healthy = figures(server.url)["health"]["score"]
     assert requests.get(f"{server.url}/readyz").status_code == 200
 
     with SseStream(server.url, "topics=sales_logs") as stream:
         stream.until("ready")
         fresh_redis.kill()
-        eventually(lambda: requests.get(f"{server.url}/readyz").status_code == 503)
+        wait_for(lambda: requests.get(f"{server.url}/readyz").status_code == 503)
         part = _redis_part(server.url)
         assert part["score"] == 0 and part["contribution"] == 0
         assert "Redis unreachable" in part["detail"]
@@ -47,8 +48,8 @@ def test_health_follows_redis_down_and_back(start_server, fresh_redis):
         assert int(stream.until("change")[-1].id) == written.json()["event"]
 
         fresh_redis.start()
-        eventually(lambda: requests.get(f"{server.url}/readyz").status_code == 200, timeout=15)
-        eventually(lambda: _redis_part(server.url)["score"] == 1, timeout=15)
+        wait_for(lambda: requests.get(f"{server.url}/readyz").status_code == 200, timeout=15)
+        wait_for(lambda: _redis_part(server.url)["score"] == 1, timeout=15)
         back = figures(server.url)
         assert back["redis"] == {"up": True, "listeners_up": True, "down_seconds": 0}
         again = requests.post(

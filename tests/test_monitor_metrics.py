@@ -3,7 +3,8 @@
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .monitor_tools import eventually, figures, metric_values, total
+from .delivery_tools import wait_for
+from .monitor_tools import figures, metric_values, total
 from .sse import SseStream
 
 # /monitor.json counter → the Prometheus sample family it is summed from.
@@ -47,8 +48,8 @@ def test_metrics_agree_with_monitor_json_over_two_workers(start_server):
     with SseStream(server.url, "topics=bread_types&cursor=999999") as lost:
         assert lost.until("ready")[1].event == "reset"
     # Deliveries are mirrored from each worker's hub once a second.
-    eventually(lambda: figures(server.url)["counters"]["events_delivered"] >= 6, timeout=10)
-    values, counters = eventually(lambda: _agreeing_pair(server.url), timeout=20)
+    wait_for(lambda: figures(server.url)["counters"]["events_delivered"] >= 6, timeout=10)
+    values, counters = wait_for(lambda: _agreeing_pair(server.url), timeout=20)
     for key, name in AGREEING.items():
         assert counters[key] == total(values, name), key
     assert counters["reconnects"] == 1

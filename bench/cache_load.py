@@ -3,7 +3,7 @@
 `python -m bench.cache_load [POLLERS] [EVENTS]` keeps POLLERS long polls waiting on one
 topic while EVENTS events are published, and reports the poll cache's hit rate; then it
 times a cached snapshot hit in process against fetching the same body from Redis.
-Writes bench/results/cache_load-*.json.
+Writes bench/results/cache_load.json.
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """What monitoring costs: deliveries/s with metrics and the monitor on, and with both off.
 
 `python -m bench.monitor_overhead` alternates the two settings on fresh servers (same
-streams, same paced publisher) and writes bench/results/monitor_overhead-*.json.
+streams, same paced publisher) and writes bench/results/monitor_overhead.json.
 """
 
 import statistics

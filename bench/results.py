@@ -47,10 +47,11 @@ def _git(*args: str) -> str:
 
 
 def write(scenario: str, payload: dict) -> Path:
-    """Write a scenario's figures with the time and machine; return the file."""
+    """Write a scenario's figures with the time and machine, replacing its previous run;
+    return the file."""
     now = dt.datetime.now(dt.UTC)
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{scenario}-{now:%Y%m%dT%H%M%SZ}.json"
+    path = RESULTS / f"{scenario}.json"
     record = {"scenario": scenario, "timestamp": now.isoformat(), "machine": machine(), **payload}
     path.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2) + b"\n")
     return path

@@ -9,6 +9,9 @@ from . import sse
 from .filters import Subscription, TopicView
 from .log import Event
 
+# Marks a view not yet evaluated for the event being delivered.
+_UNSEEN = object()
+
 
 def render_frame(event: Event, view: TopicView, op: str) -> bytes:
     """Frame an event as a view sees it; the stored bytes are reused when nothing changes."""
@@ -138,6 +141,9 @@ class Hub:
 
     def __init__(self) -> None:
         self.by_topic: dict[str, set[Subscriber]] = defaultdict(set)
+        # One shared object per distinct view, with how many subscribers hold it: equal
+        # views (same filter, same policy group) are then evaluated once per event.
+        self.views: dict[TopicView, list] = {}
         # Newest event id delivered; events arrive here in id order with no holes.
         self.head = 0
         self.delivered = 0
@@ -150,37 +156,57 @@ class Hub:
             subscriber.resync()
 
     def add(self, subscriber: Subscriber) -> None:
-        """Start routing events to a subscriber."""
-        for topic in subscriber.subscription.topics:
+        """Start routing events to a subscriber, sharing its views with equal ones."""
+        views = {}
+        for topic, view in subscriber.subscription.views.items():
+            held = self.views.get(view)
+            if held is None:
+                held = self.views[view] = [view, 0]
+            held[1] += 1
+            views[topic] = held[0]
+        subscriber.subscription = Subscription(views)
+        for topic in views:
             self.by_topic[topic].add(subscriber)
 
     def remove(self, subscriber: Subscriber) -> None:
         """Stop routing events to a subscriber and forget it."""
-        for topic in subscriber.subscription.topics:
+        for topic, view in subscriber.subscription.views.items():
             subscribers = self.by_topic.get(topic)
-            if subscribers is not None:
+            if subscribers is not None and subscriber in subscribers:
                 subscribers.discard(subscriber)
                 if not subscribers:
                     del self.by_topic[topic]
+                held = self.views[view]
+                held[1] -= 1
+                if not held[1]:
+                    del self.views[view]
 
     def deliver(self, event: Event) -> None:
         """Queue an event for every subscriber that sees it, formatting each shape once."""
         subscribers = self.by_topic.get(event.topic)
         if subscribers:
             topic, data, event_id = event.topic, event.data, event.id
+            # Each distinct view is evaluated once and each shape formatted once per event.
+            by_view: dict[int, bytes | None] = {}
             frames: dict[tuple, bytes] = {}
             delivered = 0
             for subscriber in subscribers:
                 if subscriber.overflowed:
                     continue
                 view = subscriber.subscription.views[topic]
-                op = view.effective_op(data)
-                if op is None:
-                    continue
-                key = (op, view.select)
-                frame = frames.get(key)
+                frame = by_view.get(id(view), _UNSEEN)
+                if frame is _UNSEEN:
+                    op = view.effective_op(data)
+                    if op is None:
+                        frame = None
+                    else:
+                        key = (op, view.select)
+                        frame = frames.get(key)
+                        if frame is None:
+                            frame = frames[key] = render_frame(event, view, op)
+                    by_view[id(view)] = frame
                 if frame is None:
-                    frame = frames[key] = render_frame(event, view, op)
+                    continue
                 subscriber.push(event_id, frame)
                 if subscriber.overflowed:
                     self.overflows += 1

@@ -9,6 +9,7 @@ import glob  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 
+import worker  # noqa: E402
 from feed.embedded import EmbeddedRedis  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -55,6 +56,11 @@ def on_starting(server):
     global _embedded, _metrics_dir
     from app import create_app
     from models import db
+
+    # Workers inherit the limit: each open stream is one file.
+    warning = worker.make_room_for(worker_connections)
+    if warning:
+        server.log.warning(warning)
 
     # The master keeps in-memory figures; only workers write the shared files.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -1,6 +1,7 @@
 """Tuning of a serving gevent worker: cheaper socket writes, lean greenlets, calmer GC."""
 
 import gc
+import resource
 
 import gevent
 from gevent import socket as gevent_socket
@@ -22,6 +23,27 @@ def sendall(self, data, flags=0):
         sent = 0
     if sent < len(data):
         _gevent_sendall(self, memoryview(data)[sent:], flags)
+
+
+# Files a worker holds besides its clients' sockets: database, Redis, logs, metrics files.
+RESERVED_FILES = 64
+
+
+def make_room_for(connections: int) -> str | None:
+    """Raise the open-files limit toward what `connections` need; return a warning when the
+    hard limit still caps them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + RESERVED_FILES
+    if soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft >= wanted:
+        return None
+    return (
+        f"RLIMIT_NOFILE caps each worker at about {soft - RESERVED_FILES} connections, fewer "
+        f"than WORKER_CONNECTIONS={connections}: clients beyond that are refused. Raise the "
+        f"limit (ulimit -n, or LimitNOFILE= in the systemd unit) or lower WORKER_CONNECTIONS."
+    )
 
 
 def prepare() -> None:

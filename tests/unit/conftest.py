@@ -2,14 +2,17 @@
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from feed.log import EventLog
 
 from .model import Base
 
-# No example database in the tree, and no deadline on a machine shared by several runs.
-settings.register_profile("unit", database=None, deadline=None)
+# No example database in the tree; no deadline nor generation-speed check, which measure wall
+# time on a machine shared by several runs.
+settings.register_profile(
+    "unit", database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("unit")
 
 

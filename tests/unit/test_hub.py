@@ -160,9 +160,7 @@ def test_wait_returns_at_once_when_something_is_queued():
 
 def test_wait_times_out_on_its_timer_and_reuses_it():
     s = subscriber(TopicView("a"))
-    started = time.monotonic()
     assert s.wait(0.005) is False
-    assert time.monotonic() - started >= 0.004
     timer = s.timer
     assert s.wait(0.005) is False
     assert s.timer is timer and s.parked is None

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 import orjson
 from flask import Flask, Response, g, request
 
-from feed import runtime
-from feed.timing import header
+from feed import runtime, timing
 
 logger = logging.getLogger("tidings.access")
 
@@ -44,6 +43,7 @@ def init_app(app: Flask) -> None:
 
 def _start() -> None:
     g.started = time.perf_counter()
+    timing.begin()
     supplied = request.headers.get("X-Request-ID", "")
     g.request_id = supplied if 0 < len(supplied) <= 64 else uuid.uuid4().hex
 
@@ -59,9 +59,9 @@ def _finish(response: Response) -> Response:
     runtime().metrics.request_done(
         _route(), request.method, response.status_code, None if waited else seconds
     )
-    timing = header()
-    if timing:
-        response.headers["Server-Timing"] = timing
+    server_timing = timing.header(timing.end())
+    if server_timing:
+        response.headers["Server-Timing"] = server_timing
     response.headers["X-Request-ID"] = g.request_id
     log_line(
         event="stream.open" if response.is_streamed else "request",

@@ -6,6 +6,9 @@ that topic as soon as the event reaches this process's hub; and a hit is served 
 the log still shows the same marks, which covers the moment between a commit on another
 worker or node and this hub hearing of it. So a cached read is never older than the request
 asking for it.
+
+It counts hits, misses and invalidations as plain numbers; the monitor's sampler turns them
+into metrics, off the request's path.
 """
 
 import time
@@ -18,7 +21,6 @@ from cachetools import TTLCache
 
 from .filters import Subscription
 from .log import EventLog
-from .metrics import FeedMetrics
 from .timing import record
 
 KINDS = ("snapshot", "poll")
@@ -40,11 +42,13 @@ class Entry:
 class ReadCache:
     """An LRU of computed reads, bounded in bytes and age, keyed by kind and request."""
 
-    def __init__(self, log: EventLog, metrics: FeedMetrics, *, max_bytes: int, ttl: float):
+    def __init__(self, log: EventLog, *, max_bytes: int, ttl: float):
         self.log = log
-        self.metrics = metrics
         self.entries: TTLCache = TTLCache(max_bytes, ttl, getsizeof=lambda entry: entry.size)
         self.by_topic: dict[str, set[Hashable]] = {}
+        self.hits = dict.fromkeys(KINDS, 0)
+        self.misses = dict.fromkeys(KINDS, 0)
+        self.invalidations = 0
 
     def marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple:
         """Return the newest event id of each topic, read in the caller's transaction."""
@@ -59,9 +63,9 @@ class ReadCache:
         """Return the cached value when its marks still hold, counting the hit or miss."""
         entry = self.entries.get((kind, key))
         if entry is not None and entry.marks == marks:
-            self.metrics.cache_hits.labels(kind).inc()
+            self.hits[kind] += 1
             return entry.value
-        self.metrics.cache_misses.labels(kind).inc()
+        self.misses[kind] += 1
         return None
 
     def put(
@@ -93,8 +97,7 @@ class ReadCache:
             if entry is not None:
                 del self.entries[key]
                 dropped += 1
-        if dropped:
-            self.metrics.cache_invalidations.inc(dropped)
+        self.invalidations += dropped
 
     def sizes(self) -> dict[str, tuple[int, int]]:
         """Return (entries, bytes) per kind."""

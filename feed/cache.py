@@ -50,14 +50,23 @@ class ReadCache:
         self.misses = dict.fromkeys(KINDS, 0)
         self.invalidations = 0
 
-    def marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple:
-        """Return the newest event id of each topic, read in the caller's transaction."""
+    def _newest(self, topics: Iterable[str]) -> list:
         c = self.log.table.c
-        newest = [
+        return [
             sa.select(sa.func.max(c.id)).where(c.topic == topic).scalar_subquery()
             for topic in topics
         ]
-        return tuple(conn.execute(sa.select(*newest)).one())
+
+    def marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple:
+        """Return the newest event id of each topic, read in the caller's transaction."""
+        return tuple(conn.execute(sa.select(*self._newest(topics))).one())
+
+    def head_and_marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple[int, tuple]:
+        """Return the log's head and the topics' marks, in one query of the caller's
+        transaction."""
+        head = sa.select(sa.func.max(self.log.table.c.id)).scalar_subquery()
+        found, *marks = conn.execute(sa.select(head, *self._newest(topics))).one()
+        return found or 0, tuple(marks)
 
     def get(self, kind: str, key: Hashable, marks: tuple) -> Any | None:
         """Return the cached value when its marks still hold, counting the hit or miss."""
@@ -113,20 +122,21 @@ class ReadCache:
         key: Hashable,
         table: str,
         compute: Callable[[sa.Connection], tuple[bytes, ...]],
-    ) -> tuple[bytes, ...]:
-        """Answer a snapshot (its body first, then what goes with it) from the cache, or
-        compute it in the same transaction as its marks and remember it."""
+    ) -> tuple[tuple[bytes, ...], int]:
+        """Answer a snapshot's rows (their bytes first, then what goes with them) from the
+        cache, or compute them in the same transaction as their marks and remember them;
+        with them, the log's head now, which the rows are consistent with."""
         started = time.perf_counter()
-        marks = self.marks(conn, (table,))
+        head, marks = self.head_and_marks(conn, (table,))
         found = self.get("snapshot", key, marks)
         record("cache", time.perf_counter() - started, "hit" if found else "miss")
         if found is not None:
-            return found
+            return found, head
         started = time.perf_counter()
         computed = compute(conn)
         record("db", time.perf_counter() - started)
         self.put("snapshot", key, (table,), marks, computed, len(computed[0]))
-        return computed
+        return computed, head
 
     def poll(
         self,

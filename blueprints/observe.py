@@ -54,8 +54,10 @@ def _route() -> str:
 
 def _finish(response: Response) -> Response:
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    # Only event streams: a static file is streamed too, but it is a plain request.
+    stream = response.mimetype == "text/event-stream"
     # Streams and long polls last as long as they wait: they are connections, not latency.
-    waited = response.is_streamed or g.get("long_poll", False)
+    waited = stream or g.get("long_poll", False)
     runtime().metrics.request_done(
         _route(), request.method, response.status_code, None if waited else seconds
     )
@@ -64,7 +66,7 @@ def _finish(response: Response) -> Response:
         response.headers["Server-Timing"] = server_timing
     response.headers["X-Request-ID"] = g.request_id
     log_line(
-        event="stream.open" if response.is_streamed else "request",
+        event="stream.open" if stream else "request",
         method=request.method,
         path=request.path,
         status=response.status_code,

@@ -116,11 +116,6 @@ class FeedRuntime:
         """Run a read-only transaction that sees one consistent state of the database."""
         return self.transactions.read()
 
-    @staticmethod
-    def appended(session: Session) -> list[Event]:
-        """Return the events this transaction appended so far."""
-        return Transactions.appended(session)
-
     def append_to_topic(
         self, session: Session, topic: str, data, *, mutation: str | None = None
     ) -> Event:

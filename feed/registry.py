@@ -59,22 +59,21 @@ class Registry:
         """Return a live table by name, or raise a 404 naming it."""
         table = self.tables.get(name)
         if table is None:
-            raise ApiError(
-                404,
-                "unknown_table",
-                f"There is no live table {name!r}.",
-                {"table": name, "tables": sorted(self.tables)},
-            )
+            message = f"There is no live table {name!r}."
+            raise _unknown(404, "table", name, sorted(self.tables), message)
         return table
 
     def topic(self, name: str) -> str:
         """Return a declared custom topic, or raise a 400 naming the declared ones."""
         # Table names never equal custom topics (checked at startup), so tables are refused.
         if name not in self.custom_topics:
-            raise ApiError(
-                400,
-                "unknown_topic",
-                f"{name!r} is not a declared custom topic (tables change through their own API).",
-                {"topic": name, "topics": list(self.custom_topics)},
+            message = (
+                f"{name!r} is not a declared custom topic (tables change through their own API)."
             )
+            raise _unknown(400, "topic", name, list(self.custom_topics), message)
         return name
+
+
+def _unknown(status: int, kind: str, name: str, known: list[str], message: str) -> ApiError:
+    """Return the error for a name that is not one of the known tables or topics."""
+    return ApiError(status, f"unknown_{kind}", message, {kind: name, f"{kind}s": known})

@@ -4,7 +4,7 @@ import re
 
 from flask import Blueprint, render_template
 
-from feed import ApiError, runtime
+from feed import ApiError, runtime, writes
 from models.activity import LOW_STOCK, start_of_today
 
 from .http import json_body, json_response
@@ -59,8 +59,5 @@ def _presence(body) -> dict:
 @bp.post("/presence")
 def presence():
     """Publish who is viewing the dashboard to the `presence` topic."""
-    data = _presence(json_body())
-    rt = runtime()
-    with rt.write() as session:
-        event = rt.append_to_topic(session, "presence", data)
-    return json_response({"event": event.id}, 201)
+    status, result = writes.publish(runtime(), "presence", _presence(json_body()))
+    return json_response(result, status)

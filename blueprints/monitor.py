@@ -6,7 +6,8 @@ from flask import Blueprint, Response, render_template
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from feed import runtime, sse
-from feed.monitor import TOPIC, figures, public
+from feed.figures import figures, public
+from feed.monitor import TOPIC
 
 from .http import json_response
 

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 import orjson
 from flask import Flask, Response, g, request
 
-from feed import runtime
-from feed.timing import header
+from feed import runtime, timing
 
 logger = logging.getLogger("tidings.access")
 
@@ -44,6 +43,7 @@ def init_app(app: Flask) -> None:
 
 def _start() -> None:
     g.started = time.perf_counter()
+    timing.begin()
     supplied = request.headers.get("X-Request-ID", "")
     g.request_id = supplied if 0 < len(supplied) <= 64 else uuid.uuid4().hex
 
@@ -54,17 +54,19 @@ def _route() -> str:
 
 def _finish(response: Response) -> Response:
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    # Only event streams: a static file is streamed too, but it is a plain request.
+    stream = response.mimetype == "text/event-stream"
     # Streams and long polls last as long as they wait: they are connections, not latency.
-    waited = response.is_streamed or g.get("long_poll", False)
+    waited = stream or g.get("long_poll", False)
     runtime().metrics.request_done(
         _route(), request.method, response.status_code, None if waited else seconds
     )
-    timing = header()
-    if timing:
-        response.headers["Server-Timing"] = timing
+    server_timing = timing.header(timing.end())
+    if server_timing:
+        response.headers["Server-Timing"] = server_timing
     response.headers["X-Request-ID"] = g.request_id
     log_line(
-        event="stream.open" if response.is_streamed else "request",
+        event="stream.open" if stream else "request",
         method=request.method,
         path=request.path,
         status=response.status_code,

@@ -3,7 +3,6 @@
 from flask import Blueprint
 
 from feed import runtime
-from feed.monitor import database_answers
 
 from .http import json_response
 
@@ -18,7 +17,7 @@ def healthz():
 
 def database_ok() -> bool:
     """Tell whether the database answers."""
-    return database_answers(runtime().engine)
+    return runtime().transactions.answers()
 
 
 @bp.get("/readyz")

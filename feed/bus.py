@@ -1,9 +1,9 @@
-"""Redis pub/sub: publish after commit, one listener per process, and the log relay."""
+"""Redis pub/sub: publish after commit, and one listener per process."""
 
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 import gevent
 import redis
@@ -17,30 +17,26 @@ logger = logging.getLogger("tidings.bus")
 REDIS_DOWN = (redis.RedisError, OSError)
 
 
+class Sink(Protocol):
+    """Where the bus hands what it receives: the relay, which keeps the hub in order."""
+
+    def ingest(self, events: list[Event]) -> None:
+        """Take events in the order they arrived; repeats and holes are the sink's to sort."""
+
+    def catch_up(self) -> None:
+        """Read from the log whatever was committed while the bus was not listening."""
+
+
 class Bus:
     """Move committed events between processes through one Redis channel.
 
     Redis is only the fast path: whatever it misses, the relay reads from the log.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        channel: str,
-        *,
-        ingest: Callable[[list[Event]], None],
-        catch_up: Callable[[], None],
-        positions: Callable[[], tuple[int, int]],
-        rewind: Callable[[], None],
-        relay_seconds: float,
-    ):
+    def __init__(self, client: redis.Redis, channel: str, sink: Sink):
         self.client = client
         self.channel = channel
-        self.ingest = ingest
-        self.catch_up = catch_up
-        self.positions = positions
-        self.rewind = rewind
-        self.relay_seconds = relay_seconds
+        self.sink = sink
         # None until the listener's first attempt: publishing is still tried then, so a
         # worker's first writes reach the others through Redis, not a relay tick later.
         self.up: bool | None = None
@@ -51,12 +47,8 @@ class Bus:
         self._outbox_signal = Signal()
 
     def start(self) -> None:
-        """Start the publisher, the listener and the relay greenlets."""
-        self._greenlets = [
-            gevent.spawn(self._publish_queued),
-            gevent.spawn(self._listen),
-            gevent.spawn(self._relay),
-        ]
+        """Start the publisher and the listener greenlets."""
+        self._greenlets = [gevent.spawn(self._publish_queued), gevent.spawn(self._listen)]
 
     def stop(self) -> None:
         """Stop the background greenlets."""
@@ -114,7 +106,7 @@ class Bus:
                         # up again: one that kept its connection through a stall never would.
                         logger.warning("redis publish failed: delivering here and from the log")
                 # Other processes pick these up from the log through their relay.
-                self.ingest(batch)
+                self.sink.ingest(batch)
             except Exception:
                 # The relay delivers these from the log; keep publishing what comes next.
                 logger.exception("publishing a batch failed")
@@ -136,7 +128,7 @@ class Bus:
                 self._mark(True)
                 backoff = 0.05
                 # Whatever was committed while we were away comes from the log.
-                self.catch_up()
+                self.sink.catch_up()
                 while True:
                     message = pubsub.get_message(timeout=5.0)
                     if message is None:
@@ -145,7 +137,7 @@ class Bus:
                     while (message := pubsub.get_message(timeout=0)) is not None:
                         messages.append(message)
                     batch = [event for event in map(self._parse, messages) if event]
-                    self.ingest(batch)
+                    self.sink.ingest(batch)
             except REDIS_DOWN as exc:
                 self._mark(False)
                 logger.debug("listener lost redis: %s", exc)
@@ -172,19 +164,3 @@ class Bus:
         # Anything may share the channel (another app, an older version): skip it.
         logger.warning("ignored a message on %s that is not an event", self.channel)
         return None
-
-    def _relay(self) -> None:
-        """Deliver from the log what Redis did not bring: crashes before publish, outages."""
-        seen_head = 0
-        while True:
-            gevent.sleep(self.relay_seconds if self.up else min(self.relay_seconds, 0.25))
-            try:
-                log_head, hub_head = self.positions()
-                # With Redis up, events get one tick to arrive before the log is read.
-                if log_head > hub_head and (not self.up or hub_head < seen_head):
-                    self.catch_up()
-                elif log_head < hub_head:
-                    self.rewind()
-                seen_head = log_head
-            except Exception:
-                logger.exception("relay pass failed")

@@ -6,6 +6,9 @@ that topic as soon as the event reaches this process's hub; and a hit is served 
 the log still shows the same marks, which covers the moment between a commit on another
 worker or node and this hub hearing of it. So a cached read is never older than the request
 asking for it.
+
+It counts hits, misses and invalidations as plain numbers; the monitor's sampler turns them
+into metrics, off the request's path.
 """
 
 import time
@@ -18,7 +21,6 @@ from cachetools import TTLCache
 
 from .filters import Subscription
 from .log import EventLog
-from .metrics import FeedMetrics
 from .timing import record
 
 KINDS = ("snapshot", "poll")
@@ -40,28 +42,39 @@ class Entry:
 class ReadCache:
     """An LRU of computed reads, bounded in bytes and age, keyed by kind and request."""
 
-    def __init__(self, log: EventLog, metrics: FeedMetrics, *, max_bytes: int, ttl: float):
+    def __init__(self, log: EventLog, *, max_bytes: int, ttl: float):
         self.log = log
-        self.metrics = metrics
         self.entries: TTLCache = TTLCache(max_bytes, ttl, getsizeof=lambda entry: entry.size)
         self.by_topic: dict[str, set[Hashable]] = {}
+        self.hits = dict.fromkeys(KINDS, 0)
+        self.misses = dict.fromkeys(KINDS, 0)
+        self.invalidations = 0
 
-    def marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple:
-        """Return the newest event id of each topic, read in the caller's transaction."""
+    def _newest(self, topics: Iterable[str]) -> list:
         c = self.log.table.c
-        newest = [
+        return [
             sa.select(sa.func.max(c.id)).where(c.topic == topic).scalar_subquery()
             for topic in topics
         ]
-        return tuple(conn.execute(sa.select(*newest)).one())
+
+    def marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple:
+        """Return the newest event id of each topic, read in the caller's transaction."""
+        return tuple(conn.execute(sa.select(*self._newest(topics))).one())
+
+    def head_and_marks(self, conn: sa.Connection, topics: Iterable[str]) -> tuple[int, tuple]:
+        """Return the log's head and the topics' marks, in one query of the caller's
+        transaction."""
+        head = sa.select(sa.func.max(self.log.table.c.id)).scalar_subquery()
+        found, *marks = conn.execute(sa.select(head, *self._newest(topics))).one()
+        return found or 0, tuple(marks)
 
     def get(self, kind: str, key: Hashable, marks: tuple) -> Any | None:
         """Return the cached value when its marks still hold, counting the hit or miss."""
         entry = self.entries.get((kind, key))
         if entry is not None and entry.marks == marks:
-            self.metrics.cache_hits.labels(kind).inc()
+            self.hits[kind] += 1
             return entry.value
-        self.metrics.cache_misses.labels(kind).inc()
+        self.misses[kind] += 1
         return None
 
     def put(
@@ -93,8 +106,7 @@ class ReadCache:
             if entry is not None:
                 del self.entries[key]
                 dropped += 1
-        if dropped:
-            self.metrics.cache_invalidations.inc(dropped)
+        self.invalidations += dropped
 
     def sizes(self) -> dict[str, tuple[int, int]]:
         """Return (entries, bytes) per kind."""
@@ -110,20 +122,21 @@ class ReadCache:
         key: Hashable,
         table: str,
         compute: Callable[[sa.Connection], tuple[bytes, ...]],
-    ) -> tuple[bytes, ...]:
-        """Answer a snapshot (its body first, then what goes with it) from the cache, or
-        compute it in the same transaction as its marks and remember it."""
+    ) -> tuple[tuple[bytes, ...], int]:
+        """Answer a snapshot's rows (their bytes first, then what goes with them) from the
+        cache, or compute them in the same transaction as their marks and remember them;
+        with them, the log's head now, which the rows are consistent with."""
         started = time.perf_counter()
-        marks = self.marks(conn, (table,))
+        head, marks = self.head_and_marks(conn, (table,))
         found = self.get("snapshot", key, marks)
         record("cache", time.perf_counter() - started, "hit" if found else "miss")
         if found is not None:
-            return found
+            return found, head
         started = time.perf_counter()
         computed = compute(conn)
         record("db", time.perf_counter() - started)
         self.put("snapshot", key, (table,), marks, computed, len(computed[0]))
-        return computed
+        return computed, head
 
     def poll(
         self,

@@ -12,7 +12,7 @@ from .log import Event, EventLog
 # Keys in Session.info.
 MUTATION = "tidings.mutation"
 _PENDING = "tidings.pending"
-_APPENDED = "tidings.appended"
+APPENDED = "tidings.appended"
 
 
 def event_body(topic: str, op: str, *, pk=None, version=None, row=None, old=None, mutation=None):
@@ -90,18 +90,18 @@ class Capture:
     def append(self, session: Session, bodies: list[dict]) -> list[Event]:
         """Append events in the session's transaction; they are handed on at commit."""
         appended = self.log.append(session.connection(), bodies)
-        session.info.setdefault(_APPENDED, []).extend(appended)
+        session.info.setdefault(APPENDED, []).extend(appended)
         return appended
 
     def _after_commit(self, session: Session) -> None:
         """Hand the transaction's events on once they are durable."""
-        appended = session.info.pop(_APPENDED, None)
+        appended = session.info.pop(APPENDED, None)
         if appended:
             self.on_commit(appended)
 
     def _after_rollback(self, session: Session) -> None:
         """Forget events whose rows were rolled back."""
-        session.info.pop(_APPENDED, None)
+        session.info.pop(APPENDED, None)
         session.info.pop(_PENDING, None)
 
 

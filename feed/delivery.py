@@ -1,18 +1,23 @@
 """Streams and polls: replay from the log, then live from the hub, each event exactly once."""
 
+from __future__ import annotations
+
 import random
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import orjson
 
 from . import sse
 from .errors import ApiError
-from .extension import FeedRuntime
 from .filters import Subscription, TopicView, view_query
 from .hub import Subscriber, render_frame
 from .log import Event
+
+if TYPE_CHECKING:
+    from .extension import FeedRuntime
 
 # Events read from the log per query while replaying or polling.
 PAGE = 500

@@ -1,44 +1,35 @@
-"""The Flask extension: wires capture, log, bus and hub to an app and its database."""
+"""The Flask extension: the composition root that wires the feed's parts to an app.
 
-import logging
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+`Feed` belongs to a database (its log, idempotency store and capture hooks); `init_app`
+builds one `FeedRuntime` per app, which owns the parts and their background work. Each
+rule lives in the part named for it: registry (tables, topics), transactions, relay
+(ordered ingest), bus, hub, cache, retention, monitor.
+"""
+
+from contextlib import AbstractContextManager
 
 import gevent
 import redis
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from . import writes
 from .bus import Bus
 from .cache import ReadCache
-from .capture import _APPENDED, MUTATION, Capture, event_body
+from .capture import Capture
 from .hub import Hub
 from .idempotency import IdempotencyStore
-from .live import LiveTable, is_live, live_table
+from .latency import Latencies
+from .live import LiveTable
 from .log import Event, EventLog
 from .metrics import FeedMetrics
 from .monitor import Monitor
-
-logger = logging.getLogger("tidings")
-
-# Custom topics every Tidings app has.
-BUILTIN_TOPICS = ("presence", "monitor")
-# Names under /api/ that are routes, so no live table may take them.
-RESERVED_NAMES = frozenset({"tables", "changes", "batch", "publish"})
-
-
-def check_names(tables: Iterable[str], custom_topics: Iterable[str]) -> None:
-    """Refuse live table names that a fixed /api/ route or a custom topic already takes."""
-    clashes = set(tables) & (RESERVED_NAMES | set(custom_topics))
-    if clashes:
-        raise RuntimeError(
-            f"live table names {sorted(clashes)} clash with fixed /api/ routes or custom "
-            "topics; rename them"
-        )
+from .registry import BUILTIN_TOPICS, Registry
+from .relay import Relay
+from .retention import Retention
+from .transactions import Transactions
 
 
 class Feed:
@@ -64,209 +55,100 @@ def runtime() -> "FeedRuntime":
     return current_app.extensions["tidings"]
 
 
-def _tune_sqlite(engine: sa.Engine) -> None:
-    """Use WAL, and real transactions: BEGIN for reads, BEGIN IMMEDIATE for writes."""
-
-    @sa_event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
-        # Let SQLAlchemy, not the driver, decide when transactions begin.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "busy_timeout=10000",
-            "foreign_keys=ON",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @sa_event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        write = conn.get_execution_options().get("tidings_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
 class FeedRuntime:
-    """The feed's per-app state: tables, topics, hub, bus and background work."""
+    """One app's feed: its parts, built once, and their background work."""
 
     def __init__(self, app: Flask, feed: Feed):
+        config = self.config = app.config
         self.app = app
         self.feed = feed
-        self.config = app.config
         self.log = feed.log
         self.idempotency = feed.idempotency
-        self.hub = Hub()
-        self.metrics = FeedMetrics(app.config["METRICS_ENABLED"])
-        self.cache = ReadCache(
-            self.log,
-            self.metrics,
-            max_bytes=app.config["CACHE_MAX_BYTES"],
-            ttl=app.config["CACHE_TTL_SECONDS"],
-        )
-        self.monitor = Monitor(self)
+        # A name clash is a configuration error: refuse to start rather than misroute.
+        self.registry = Registry(feed.db, feed.topics, config)
         with app.app_context():
             self.engine: sa.Engine = feed.db.engine
-        self.sqlite = self.engine.dialect.name == "sqlite"
-        if self.sqlite:
-            _tune_sqlite(self.engine)
-        # SQLite lets one writer in at a time; greenlets of this process queue here
-        # instead of blocking the whole process inside the driver.
-        self._write_lock = threading.Lock() if self.sqlite else None
-        self._ingest_lock = threading.Lock()
+        self.transactions = Transactions(feed.db, self.engine)
+        self.hub = Hub()
+        self.metrics = FeedMetrics(config["METRICS_ENABLED"])
+        self.latencies = Latencies(config["METRICS_ENABLED"])
+        self.cache = ReadCache(
+            self.log, max_bytes=config["CACHE_MAX_BYTES"], ttl=config["CACHE_TTL_SECONDS"]
+        )
+        self.metrics.watch(self.hub, self.cache, self.latencies)
+        self.relay = Relay(
+            self.log,
+            self.hub,
+            self.cache,
+            self.transactions,
+            self.latencies,
+            tick_seconds=config["RELAY_SECONDS"],
+        )
         self.redis = redis.Redis.from_url(
-            app.config["REDIS_URL"],
+            config["REDIS_URL"],
             socket_timeout=10,
             socket_connect_timeout=1,
             health_check_interval=30,
         )
-        self.bus = Bus(
-            self.redis,
-            app.config["FEED_CHANNEL"],
-            ingest=self.ingest,
-            catch_up=self.catch_up,
-            positions=self._positions,
-            rewind=self.rewind,
-            relay_seconds=app.config["RELAY_SECONDS"],
-        )
+        self.bus = Bus(self.redis, config["FEED_CHANNEL"], self.relay)
+        self.retention = Retention(app, self.log, self.idempotency, self.transactions)
+        self.monitor = Monitor(self)
         self.started = False
         self._greenlets: list[gevent.Greenlet] = []
-        self._tables: dict[str, LiveTable] | None = None
-        self._tables_seen = 0
-        # A name clash is a configuration error: refuse to start rather than misroute.
-        self._load_tables()
 
-    # Tables and topics
+    # The parts' entry points, under the names the app and its scripts use
 
     @property
     def tables(self) -> dict[str, LiveTable]:
         """Return the live tables by name."""
-        if len(self.feed.db.Model.registry.mappers) != self._tables_seen:
-            self._load_tables()
-        return self._tables
-
-    def _load_tables(self) -> None:
-        """Describe the live models and check their names."""
-        mappers = self.feed.db.Model.registry.mappers
-        models = (m.class_ for m in mappers if is_live(m.class_))
-        tables = {table.name: table for table in map(live_table, models)}
-        check_names(tables, self.custom_topics)
-        self._tables, self._tables_seen = tables, len(mappers)
+        return self.registry.tables
 
     @property
     def custom_topics(self) -> tuple[str, ...]:
         """Return the declared custom topics."""
-        return self.feed.topics + tuple(self.config["TOPICS"])
+        return self.registry.custom_topics
 
-    # Transactions
-
-    @contextmanager
-    def write(self, mutation: str | None = None) -> Iterator[Session]:
+    def write(self, mutation: str | None = None) -> AbstractContextManager[Session]:
         """Run a write transaction on the session; commit on success, roll back on error."""
-        session = self.feed.db.session()
-        with self._write_lock or nullcontext():
-            if session.in_transaction():
-                session.rollback()
-            session.connection(execution_options={"tidings_write": True})
-            session.info[MUTATION] = mutation
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.info.pop(MUTATION, None)
+        return self.transactions.write(mutation)
+
+    def read(self) -> AbstractContextManager[sa.Connection]:
+        """Run a read-only transaction that sees one consistent state of the database."""
+        return self.transactions.read()
 
     def append_to_topic(
         self, session: Session, topic: str, data, *, mutation: str | None = None
     ) -> Event:
         """Append a PUBLISH event to a custom topic in the session's transaction."""
-        if topic not in self.custom_topics:
-            raise ValueError(f"{topic!r} is not a declared custom topic")
-        body = event_body(topic, "PUBLISH", row=data, mutation=mutation)
-        return self.feed.capture.append(session, [body])[0]
+        return writes.append_to_topic(self, session, topic, data, mutation=mutation)
 
-    @staticmethod
-    def appended(session: Session) -> list[Event]:
-        """Return the events this transaction appended so far."""
-        session.flush()
-        return list(session.info.get(_APPENDED, ()))
-
-    @contextmanager
-    def read(self) -> Iterator[sa.Connection]:
-        """Run a read-only transaction that sees one consistent state of the database."""
-        with self.engine.connect() as conn:
-            if not self.sqlite:
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                yield conn
-
-    # Delivery into this process's hub
+    def prune(self) -> tuple[int, int]:
+        """Apply retention to the log and the idempotency keys once."""
+        return self.retention.prune()
 
     def published(self, events: list[Event]) -> None:
-        """Take the events of a commit: publish them to every process."""
+        """Take the events of a commit: count and stamp them, and publish them to every
+        process."""
         self.metrics.events_published(events)
+        self.latencies.published(events)
         self.bus.publish(events)
-
-    def ingest(self, events: list[Event]) -> None:
-        """Deliver events to the hub in id order, filling any hole from the log."""
-        with self._ingest_lock:
-            for event in events:
-                if event.id <= self.hub.head:
-                    continue
-                if event.id > self.hub.head + 1:
-                    self._deliver_from_log(until=event.id - 1)
-                if event.id > self.hub.head:
-                    self._to_hub(event)
-
-    def catch_up(self) -> None:
-        """Deliver every event the log holds beyond the hub's head."""
-        with self._ingest_lock:
-            self._deliver_from_log(until=None)
-
-    def _deliver_from_log(self, until: int | None) -> None:
-        page = 1000
-        while True:
-            with self.read() as conn:
-                events = self.log.read(conn, self.hub.head, until=until, limit=page)
-            for event in events:
-                self._to_hub(event)
-            if len(events) < page:
-                return
-
-    def _to_hub(self, event: Event) -> None:
-        # Cached reads of the topic go first, so woken long polls read afresh.
-        self.cache.invalidate(event.topic, event.id)
-        self.hub.deliver(event)
-        self.metrics.event_delivered(event)
-
-    def rewind(self) -> None:
-        """Follow a log whose head went back (recreated under us): streams get a reset."""
-        with self._ingest_lock:
-            with self.read() as conn:
-                head = self.log.head(conn)
-            if head < self.hub.head:
-                logger.warning("the log went back from %d to %d: resetting", self.hub.head, head)
-                self.hub.rewind(head)
-
-    def _positions(self) -> tuple[int, int]:
-        with self.read() as conn:
-            return self.log.head(conn), self.hub.head
 
     # Background work
 
     def start(self) -> None:
-        """Start the listener, the relay and retention in this (gevent-patched) process."""
+        """Start the listener, the relay, retention and the monitor in this (gevent-patched)
+        process."""
         if self.started:
             return
         self.started = True
         with self.app.app_context():
-            with self.read() as conn:
-                self.hub.head = self.log.head(conn)
+            self.relay.start_at_head()
         self.bus.start()
-        self._greenlets.append(gevent.spawn(self._prune_forever))
-        self._greenlets.append(gevent.spawn(self.monitor.run))
+        self._greenlets = [
+            gevent.spawn(self.relay.run, self.bus),
+            gevent.spawn(self.retention.run),
+            gevent.spawn(self.monitor.run),
+        ]
 
     def stop(self) -> None:
         """Stop background work."""
@@ -282,24 +164,3 @@ class FeedRuntime:
             self.stop()
         self.redis.close()
         self.engine.dispose()
-
-    def prune(self) -> tuple[int, int]:
-        """Apply retention to the log and the idempotency keys once."""
-        hours = self.config["RETENTION_HOURS"]
-        with self.app.app_context(), self.write() as session:
-            conn = session.connection()
-            events = self.log.prune(
-                conn, max_age_seconds=hours * 3600, max_events=self.config["RETENTION_EVENTS"]
-            )
-            keys = self.idempotency.prune(conn, self.config["IDEMPOTENCY_HOURS"] * 3600)
-        return events, keys
-
-    def _prune_forever(self) -> None:
-        while True:
-            gevent.sleep(self.config["PRUNE_SECONDS"])
-            try:
-                pruned, _ = self.prune()
-                if pruned:
-                    logger.info("retention pruned %d events", pruned)
-            except Exception:
-                logger.exception("retention pass failed")

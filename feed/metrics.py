@@ -3,12 +3,16 @@
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py) makes every worker write
 its figures to memory-mapped files that any worker aggregates on read. Without it (tests,
 one process) the figures live in a registry of the app's own.
+
+The engine's hot paths (relay, hub, cache) keep plain counters and a bounded list of
+latencies; `mirror` adds what they gained to the instruments, from the once-a-second
+sampler and before every read-out, so no event pays for a Prometheus call.
 """
 
 import datetime as dt
 import os
-import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -16,11 +20,14 @@ from prometheus_client.samples import Sample
 
 from .log import Event
 
+if TYPE_CHECKING:
+    from .cache import ReadCache
+    from .hub import Hub
+    from .latency import Latencies
+
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
-# Publish stamps kept for events not (yet) delivered here; a bound, not a tuning knob.
-_MAX_STAMPS = 10_000
 
 
 def multiprocess_dir() -> str | None:
@@ -56,8 +63,8 @@ class FeedMetrics:
             registry = None
         else:
             registry = self.registry = CollectorRegistry()
-        self._published_at: dict[int, float] = {}
-        self._mirrored = {"delivered": 0, "overflows": 0}
+        self._watched: tuple[Hub, ReadCache, Latencies] | None = None
+        self._mirrored: dict[tuple, int] = {}
 
         def counter(name, doc, labels=()):
             return Counter(name, doc, labels, registry=registry)
@@ -128,27 +135,12 @@ class FeedMetrics:
             self.cache_misses.labels(kind)
         self.slow_consumers.labels("catch_up")
 
-    # Hooks on the feed's paths: one increment or observation each.
+    # Hooks on the feed's paths: one increment each.
 
     def events_published(self, events: list[Event]) -> None:
-        """Count committed events and stamp when they were published."""
-        if not self.enabled:
-            return
-        self.appended.inc(len(events))
-        if len(self._published_at) > _MAX_STAMPS:
-            self._published_at.clear()
-        now = time.monotonic()
-        for event in events:
-            self._published_at[event.id] = now
-
-    def event_delivered(self, event: Event) -> None:
-        """Observe how long an event took from commit, and from publish, to this hub."""
-        if not self.enabled:
-            return
-        self.commit_to_deliver.observe(max(0.0, time.time() - _parse_at(event.data["at"])))
-        published = self._published_at.pop(event.id, None)
-        if published is not None:
-            self.publish_to_deliver.observe(time.monotonic() - published)
+        """Count committed events."""
+        if self.enabled:
+            self.appended.inc(len(events))
 
     def reset_sent(self, reason: str) -> None:
         """Count a reset by its reason."""
@@ -175,20 +167,44 @@ class FeedMetrics:
 
     # Figures sampled in the background, off every hot path.
 
-    def sample(self, hub, *, redis_up: bool, head: int, tail: int) -> None:
-        """Mirror the hub's plain counters and set this worker's gauges."""
-        if not self.enabled:
+    def watch(self, hub: "Hub", cache: "ReadCache", latencies: "Latencies") -> None:
+        """Name the engine parts whose plain counters `mirror` reads."""
+        self._watched = (hub, cache, latencies)
+
+    def sample(self, *, redis_up: bool, head: int, tail: int) -> None:
+        """Mirror the engine's counters and set this worker's gauges."""
+        if not self.enabled or self._watched is None:
             return
-        self._mirror("delivered", hub.delivered, self.delivered)
-        self._mirror("overflows", hub.overflows, self.slow_consumers.labels("catch_up"))
+        self.mirror()
+        hub, cache, _ = self._watched
         self.redis_up.set(1 if redis_up else 0)
         self.log_head.set(head)
         self.log_tail.set(tail)
         self.listener_lag.set(max(0, head - hub.head))
+        for kind, (entries, size) in cache.sizes().items():
+            self.cache_entries.labels(kind).set(entries)
+            self.cache_bytes.labels(kind).set(size)
 
-    def _mirror(self, name: str, current: int, counter) -> None:
-        """Add what a plain counter gained since the last sample."""
-        delta = current - self._mirrored[name]
+    def mirror(self) -> None:
+        """Add what the engine's plain counters gained since the last mirror, and observe
+        the latencies noted since."""
+        if not self.enabled or self._watched is None:
+            return
+        hub, cache, latencies = self._watched
+        self._add(("delivered",), hub.delivered, self.delivered)
+        self._add(("overflows",), hub.overflows, self.slow_consumers.labels("catch_up"))
+        self._add(("invalidations",), cache.invalidations, self.cache_invalidations)
+        for kind in cache.hits:
+            self._add(("hits", kind), cache.hits[kind], self.cache_hits.labels(kind))
+            self._add(("misses", kind), cache.misses[kind], self.cache_misses.labels(kind))
+        for at, delivered, since_publish in latencies.drain():
+            self.commit_to_deliver.observe(max(0.0, delivered - _parse_at(at)))
+            if since_publish is not None:
+                self.publish_to_deliver.observe(since_publish)
+
+    def _add(self, name: tuple, current: int, counter) -> None:
+        """Add what a plain counter gained since the last mirror."""
+        delta = current - self._mirrored.get(name, 0)
         self._mirrored[name] = current
         if delta > 0:
             counter.inc(delta)
@@ -197,6 +213,7 @@ class FeedMetrics:
 
     def collect(self) -> Iterable:
         """Yield metric families aggregated over every worker."""
+        self.mirror()
         if self.directory:
             return MultiProcessCollector(None, self.directory).collect()
         return self.registry.collect()

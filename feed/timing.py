@@ -1,33 +1,39 @@
-"""Per-request durations for the Server-Timing header (db, cache)."""
+"""Durations for the Server-Timing header (db, cache), kept per request in a context variable.
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+The engine records into whatever recording is open in the current context (each request
+runs in its own greenlet, so its own context); the web layer opens one per request and
+renders it. With none open, recording is a no-op.
+"""
 
-from flask import g, has_request_context
+from contextvars import ContextVar
+
+Timings = dict[str, tuple[float, str | None]]
+
+_current: ContextVar[Timings | None] = ContextVar("tidings_server_timing", default=None)
+
+
+def begin() -> None:
+    """Open a fresh recording for the current context (one request)."""
+    _current.set({})
+
+
+def end() -> Timings:
+    """Close the current recording and return what it holds."""
+    timings = _current.get() or {}
+    _current.set(None)
+    return timings
 
 
 def record(name: str, seconds: float, desc: str | None = None) -> None:
-    """Add time spent on `name` to the current request's Server-Timing, if any."""
-    if has_request_context():
-        timings = g.setdefault("server_timing", {})
+    """Add time spent on `name` to the open recording, if any."""
+    timings = _current.get()
+    if timings is not None:
         spent, old_desc = timings.get(name, (0.0, None))
         timings[name] = (spent + seconds, desc or old_desc)
 
 
-@contextmanager
-def timed(name: str) -> Iterator[None]:
-    """Record the time the block takes under `name`."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        record(name, time.perf_counter() - start)
-
-
-def header() -> str | None:
-    """Return the Server-Timing header value for the current request, or None."""
-    timings = g.get("server_timing")
+def header(timings: Timings) -> str | None:
+    """Render timings as a Server-Timing header value, or None when there are none."""
     if not timings:
         return None
     parts = []

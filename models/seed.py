@@ -5,7 +5,7 @@ import random
 import click
 from flask import Flask
 
-from feed import runtime
+from feed import runtime, writes
 
 from .bakery import BreadType, Notification, ProductionLog, SalesLog, ShiftFeedback
 from .base import db
@@ -31,7 +31,7 @@ def seed(rng: random.Random | None = None) -> bool:
     rng = rng or random.Random(7)
     if db.session.query(BreadType.id).first() is not None:
         return False
-    with runtime().write(mutation="seed") as session:
+    with writes.transaction(runtime(), mutation="seed") as session:
         breads = [BreadType(name=name, price=price, active=True) for name, price in BREADS]
         session.add_all(breads)
         session.flush()

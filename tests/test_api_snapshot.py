@@ -4,6 +4,7 @@ import random
 import threading
 
 from .api_helpers import bread, log_head, logged, sale
+from .monitor_tools import cache_result
 
 
 def rows(client, **params) -> list[dict]:
@@ -70,6 +71,24 @@ def test_cursor_header_equals_body_cursor_and_log_head(client, app):
     cursor = response.get_json()["cursor"]
     assert response.headers["X-Cursor"] == str(cursor)
     assert cursor == log_head(app) > 0
+
+
+def test_a_cached_snapshot_reports_the_head_now(client, app):
+    bread(client)
+    first = client.get("/api/bread_types")
+    assert cache_result(client.get("/api/bread_types")) == "hit"
+    # An event of another table moves the head; the cached bread rows still hold.
+    feedback = {"shift": "morning", "note": "Calm.", "mood": 4, "recorded_by": "ana"}
+    assert client.post("/api/shift_feedback", json=feedback).status_code == 201
+    head = log_head(app)
+    assert head > first.get_json()["cursor"]
+    again = client.get("/api/bread_types")
+    assert cache_result(again) == "hit"
+    assert again.get_json() == {"rows": first.get_json()["rows"], "cursor": head}
+    assert again.headers["X-Cursor"] == str(head)
+    unchanged = client.get("/api/bread_types", headers={"If-None-Match": first.headers["ETag"]})
+    assert unchanged.status_code == 304
+    assert unchanged.headers["X-Cursor"] == str(head)
 
 
 def test_etag_and_if_none_match(client):

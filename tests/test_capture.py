@@ -237,7 +237,7 @@ def test_orm_values_are_stored_as_the_event_says(app):
 
 @pytest.mark.parametrize("name", ["tables", "changes", "batch", "publish", "alerts"])
 def test_a_live_table_may_not_take_a_route_or_topic_name(name):
-    from feed.extension import check_names
+    from feed.registry import check_names
 
     with pytest.raises(RuntimeError, match=name):
         check_names(["bread_types", name], ["presence", "alerts"])

@@ -185,10 +185,10 @@ def test_long_poll_still_wakes_after_late_news_of_events_it_had(app, client):
 
     def deliver_late_then_new() -> None:
         gevent.sleep(0.1)
-        feed.ingest(logged(0))
+        feed.relay.ingest(logged(0))
         gevent.sleep(0.2)
         fresh.append(sell_here())
-        feed.ingest(logged(cursor))
+        feed.relay.ingest(logged(cursor))
 
     delivering = gevent.spawn(deliver_late_then_new)
     began = time.monotonic()

@@ -85,3 +85,14 @@ def test_a_stream_logs_its_open_and_its_close_with_duration_and_events_sent(star
     assert lines["stream.open"]["status"] == 200
     assert lines["stream.close"]["events_sent"] == 2
     assert lines["stream.close"]["duration_ms"] >= 300
+
+
+def test_a_static_file_is_a_request_not_a_stream(client, access_log):
+    response = client.get("/static/tidings.js")
+    assert response.status_code == 200
+    # Flask streams files from disk: streamed, yet not an event stream.
+    assert response.is_streamed
+    response.close()
+    assert [(line["event"], line["path"]) for line in access_log] == [
+        ("request", "/static/tidings.js")
+    ]

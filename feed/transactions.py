@@ -1,0 +1,92 @@
+"""Transactions: one write at a time on SQLite, consistent reads, and SQLite's tuning."""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+from .capture import APPENDED, MUTATION
+from .log import Event
+
+
+def tune_sqlite(engine: sa.Engine) -> None:
+    """Use WAL, and real transactions: BEGIN for reads, BEGIN IMMEDIATE for writes."""
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=10000",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        write = conn.get_execution_options().get("tidings_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Transactions:
+    """Open write transactions on the app's session and read transactions on its engine."""
+
+    def __init__(self, db: SQLAlchemy, engine: sa.Engine):
+        self.db = db
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        if self.sqlite:
+            tune_sqlite(engine)
+        # SQLite lets one writer in at a time; greenlets of this process queue here
+        # instead of blocking the whole process inside the driver.
+        self._write_lock = threading.Lock() if self.sqlite else None
+
+    @contextmanager
+    def write(self, mutation: str | None = None) -> Iterator[Session]:
+        """Run a write transaction on the session; commit on success, roll back on error."""
+        session = self.db.session()
+        with self._write_lock or nullcontext():
+            if session.in_transaction():
+                session.rollback()
+            session.connection(execution_options={"tidings_write": True})
+            session.info[MUTATION] = mutation
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.info.pop(MUTATION, None)
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """Run a read-only transaction that sees one consistent state of the database."""
+        with self.engine.connect() as conn:
+            if not self.sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    def answers(self) -> bool:
+        """Tell whether the database answers `SELECT 1`."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    @staticmethod
+    def appended(session: Session) -> list[Event]:
+        """Return the events this transaction appended so far."""
+        session.flush()
+        return list(session.info.get(APPENDED, ()))

@@ -3,7 +3,7 @@
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
-from feed.monitor import _buckets, _minus, percentile
+from feed.figures import _buckets, _minus, percentile
 
 # 10 below 0.1 s, 20 more below 0.5 s, 10 beyond every bound.
 SPREAD = [["0.1", 10], ["0.5", 30], ["+Inf", 40]]

@@ -8,11 +8,19 @@ from sqlalchemy.orm import Session
 
 from .live import LiveTable, is_live, iso, live_table, utcnow
 from .log import Event, EventLog
+from .principal import Principal
 
 # Keys in Session.info.
 MUTATION = "tidings.mutation"
+# The principal a write transaction acts for (None: the app itself).
+PRINCIPAL = "tidings.principal"
 _PENDING = "tidings.pending"
 APPENDED = "tidings.appended"
+
+
+def acting(session: Session) -> Principal | None:
+    """Return the principal the session's write transaction acts for, if any."""
+    return session.info.get(PRINCIPAL)
 
 
 def event_body(topic: str, op: str, *, pk=None, version=None, row=None, old=None, mutation=None):

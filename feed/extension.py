@@ -26,6 +26,7 @@ from .live import LiveTable
 from .log import Event, EventLog
 from .metrics import FeedMetrics
 from .monitor import Monitor
+from .policy import TOPIC_POLICIES, TopicPolicies
 from .registry import BUILTIN_TOPICS, Registry
 from .relay import Relay
 from .retention import Retention
@@ -35,9 +36,15 @@ from .transactions import Transactions
 class Feed:
     """The change feed for one Flask-SQLAlchemy database; `init_app` attaches it to apps."""
 
-    def __init__(self, db: SQLAlchemy, topics: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        db: SQLAlchemy,
+        topics: tuple[str, ...] = (),
+        topic_policies: TopicPolicies = TOPIC_POLICIES,
+    ):
         self.db = db
         self.topics = BUILTIN_TOPICS + tuple(topics)
+        self.topic_policies = topic_policies
         self.log = EventLog(db.metadata)
         self.idempotency = IdempotencyStore(db.metadata)
         self.capture = Capture(self.log, on_commit=lambda events: runtime().published(events))
@@ -65,7 +72,7 @@ class FeedRuntime:
         self.log = feed.log
         self.idempotency = feed.idempotency
         # A name clash is a configuration error: refuse to start rather than misroute.
-        self.registry = Registry(feed.db, feed.topics, config)
+        self.registry = Registry(feed.db, feed.topics, feed.topic_policies, config)
         with app.app_context():
             self.engine: sa.Engine = feed.db.engine
         self.transactions = Transactions(feed.db, self.engine)

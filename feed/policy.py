@@ -20,7 +20,6 @@ The write path applies `check_write` to every change, inside its transaction:
 Before the check, `stamp` fills the fields the server sets from the principal.
 """
 
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -168,22 +167,22 @@ def scope_clauses(scope: tuple[Condition, ...] | None, table: LiveTable) -> list
     return [c.clause(table.columns[c.column]) for c in scope]
 
 
-# One combined view per (view, scope) while any subscriber holds it, so equal subscribers of
-# one policy group share one object and the hub can evaluate it once per event.
-_views: "weakref.WeakValueDictionary[tuple, TopicView]" = weakref.WeakValueDictionary()
+def read_clauses(table: LiveTable, principal: Principal | None) -> list[sa.ColumnElement]:
+    """Return the SQL conditions of the rows a principal may read in a table.
+
+    No principal means the app itself (the seed, scripts, the monitor): every row.
+    """
+    if principal is None:
+        return []
+    return scope_clauses(table_policy(table.model).scope("read", principal), table)
 
 
 def visible_view(view: TopicView, scope: tuple[Condition, ...]) -> TopicView:
     """Return the view narrowed to a scope: its own conditions, then the scope's.
 
-    Equal views and scopes give the identical object while it is in use.
+    Equal views and scopes give equal views, which the hub shares between subscribers.
     """
-    key = (view, scope)
-    combined = _views.get(key)
-    if combined is None:
-        combined = TopicView(view.topic, view.conditions + scope, view.select)
-        _views[key] = combined
-    return combined
+    return TopicView(view.topic, view.conditions + scope, view.select)
 
 
 def visible_subscription(
@@ -241,12 +240,13 @@ def check_write(
 def stamp(policy: Policy, principal: Principal, values: dict, *, action: str) -> dict:
     """Return write values with the fields the server sets from the principal.
 
-    The actor columns name the acting user on every write, whatever the request said; on an
-    insert the store column defaults to the principal's store.
+    The actor columns name the user who inserted the row, whatever the request said, and no
+    update changes them; on an insert the store column defaults to the principal's store.
     """
-    stamped = dict(values)
-    stamped.update(dict.fromkeys(policy.actor_columns, principal.username))
-    column = policy.store_column
-    if action == "insert" and column and column not in stamped and principal.store_id is not None:
-        stamped[column] = principal.store_id
+    stamped = {k: v for k, v in values.items() if k not in policy.actor_columns}
+    if action == "insert":
+        stamped.update(dict.fromkeys(policy.actor_columns, principal.username))
+        column = policy.store_column
+        if column and column not in stamped and principal.store_id is not None:
+            stamped[column] = principal.store_id
     return stamped

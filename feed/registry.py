@@ -6,6 +6,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from .errors import ApiError
 from .live import LiveTable, is_live, live_table
+from .policy import Policy, TopicPolicies, table_policy
 
 # Custom topics every Tidings app has.
 BUILTIN_TOPICS = ("presence", "monitor")
@@ -26,9 +27,16 @@ def check_names(tables: Iterable[str], custom_topics: Iterable[str]) -> None:
 class Registry:
     """The live models of one database and the declared custom topics."""
 
-    def __init__(self, db: SQLAlchemy, topics: tuple[str, ...], config: Mapping):
+    def __init__(
+        self,
+        db: SQLAlchemy,
+        topics: tuple[str, ...],
+        topic_policies: TopicPolicies,
+        config: Mapping,
+    ):
         self.db = db
         self.topics = topics
+        self.topic_policies = topic_policies
         self.config = config
         self._tables: dict[str, LiveTable] = {}
         self._tables_seen = 0
@@ -62,6 +70,13 @@ class Registry:
             message = f"There is no live table {name!r}."
             raise _unknown(404, "table", name, sorted(self.tables), message)
         return table
+
+    def policy(self, name: str) -> Policy:
+        """Return the policy of a live table or a custom topic."""
+        table = self.tables.get(name)
+        if table is not None:
+            return table_policy(table.model)
+        return self.topic_policies.policy(name)
 
     def topic(self, name: str) -> str:
         """Return a declared custom topic, or raise a 400 naming the declared ones."""

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from .errors import ApiError
 from .filters import parse_select, parse_snapshot_filters
 from .live import LiveTable
+from .policy import read_clauses, row_not_found
 from .principal import Principal
-from .scope import row_scope
 
 if TYPE_CHECKING:
     from .extension import FeedRuntime
@@ -79,10 +79,12 @@ def read_snapshot(
     table = rt.registry.table(name)
     conditions = parse_snapshot_filters(args, table)
     select = parse_select(table, args["select"]) if "select" in args else None
-    scope = row_scope(table, principal)
     query = (
         sa.select(table.model.__table__)
-        .where(*(c.clause(table.columns[c.column]) for c in conditions), *scope.where)
+        .where(
+            *(c.clause(table.columns[c.column]) for c in conditions),
+            *read_clauses(table, principal),
+        )
         .order_by(*parse_order(table, args.get("order")))
         .limit(limit)
         .offset(offset)
@@ -108,12 +110,11 @@ def read_row(
 ) -> dict:
     """Return one row of a table as JSON, or raise a 404."""
     table = rt.registry.table(name)
-    scope = row_scope(table, principal)
-    query = sa.select(table.model.__table__).where(table.columns["id"] == row_id, *scope.where)
+    query = sa.select(table.model.__table__).where(
+        table.columns["id"] == row_id, *read_clauses(table, principal)
+    )
     with rt.transactions.read() as conn:
         found = conn.execute(query).mappings().first()
     if found is None:
-        raise ApiError(
-            404, "not_found", f"{name} has no row {row_id}.", {"table": name, "id": row_id}
-        )
+        raise row_not_found(name, row_id)
     return table.row_from_mapping(found)

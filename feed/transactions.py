@@ -9,8 +9,9 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
-from .capture import APPENDED, MUTATION
+from .capture import APPENDED, MUTATION, PRINCIPAL
 from .log import Event
+from .principal import Principal
 
 
 def tune_sqlite(engine: sa.Engine) -> None:
@@ -50,14 +51,20 @@ class Transactions:
         self._write_lock = threading.Lock() if self.sqlite else None
 
     @contextmanager
-    def write(self, mutation: str | None = None) -> Iterator[Session]:
-        """Run a write transaction on the session; commit on success, roll back on error."""
+    def write(
+        self, mutation: str | None = None, principal: Principal | None = None
+    ) -> Iterator[Session]:
+        """Run a write transaction on the session; commit on success, roll back on error.
+
+        The principal is kept in the session for hooks that record who acted (the audit log).
+        """
         session = self.db.session()
         with self._write_lock or nullcontext():
             if session.in_transaction():
                 session.rollback()
             session.connection(execution_options={"tidings_write": True})
             session.info[MUTATION] = mutation
+            session.info[PRINCIPAL] = principal
             try:
                 yield session
                 session.commit()
@@ -66,6 +73,7 @@ class Transactions:
                 raise
             finally:
                 session.info.pop(MUTATION, None)
+                session.info.pop(PRINCIPAL, None)
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -2,8 +2,10 @@
 
 Each runs in its own write transaction and answers (status, body) once committed. The
 rules of one write live here: its Idempotency-Key, its If-Match version, the row lock it
-takes, and finding the event it appended. Callers pass `principal`; `row_scope` (feed.scope)
-turns it into the conditions each lookup and each written row is held to.
+takes, finding the event it appended, and the table's policy (feed.policy): the lookup sees
+only rows the principal may read, the change is checked with `check_write`, and the fields
+naming who acted are set from the principal. No principal means the app itself (the seed,
+scripts): trusted, unchecked.
 """
 
 from collections.abc import Callable, Iterator
@@ -17,8 +19,8 @@ from .capture import event_body
 from .errors import ApiError
 from .live import LiveTable
 from .log import Event
+from .policy import check_write, forbidden, read_clauses, row_not_found, stamp
 from .principal import Principal
-from .scope import RowScope, row_scope
 
 if TYPE_CHECKING:
     from .extension import FeedRuntime
@@ -49,7 +51,7 @@ def transaction(
     rt: "FeedRuntime", *, mutation: str | None = None, principal: Principal | None = None
 ) -> Iterator[Session]:
     """Open a write transaction for changes made with the ORM (the seed, scripts)."""
-    with rt.transactions.write(mutation=mutation) as session:
+    with rt.transactions.write(mutation=mutation, principal=principal) as session:
         yield session
 
 
@@ -66,13 +68,13 @@ def write(
 ) -> tuple[int, dict]:
     """Apply one POST, PATCH or DELETE to a live table; return (status, body) once committed."""
     table = rt.registry.table(name)
-    scope = row_scope(table, principal)
     try:
         return _idempotent(
             rt,
             key,
             f"{method} {name}",
-            lambda session: _change(rt, session, table, scope, method, row_id, body, if_match),
+            lambda session: _change(rt, session, table, principal, method, row_id, body, if_match),
+            principal=principal,
         )
     except sa.exc.IntegrityError as exc:
         raise ApiError(
@@ -135,11 +137,13 @@ def publish(
 ) -> tuple[int, dict]:
     """Append a PUBLISH event to a declared custom topic; return (201, {"event": id})."""
     rt.registry.topic(topic)
+    if principal is not None and rt.registry.policy(topic).scope("publish", principal) is None:
+        raise forbidden(f"You may not publish to {topic}.", topic=topic)
 
     def append(session: Session) -> tuple[int, dict]:
         return 201, {"event": append_to_topic(rt, session, topic, data, mutation=key).id}
 
-    return _idempotent(rt, key, f"POST publish:{topic}", append)
+    return _idempotent(rt, key, f"POST publish:{topic}", append, principal=principal)
 
 
 def append_to_topic(
@@ -158,7 +162,12 @@ def _key_max_age(rt: "FeedRuntime") -> float:
 
 
 def _idempotent(
-    rt: "FeedRuntime", key: str | None, scope: str, make: Callable[[Session], tuple[int, dict]]
+    rt: "FeedRuntime",
+    key: str | None,
+    scope: str,
+    make: Callable[[Session], tuple[int, dict]],
+    *,
+    principal: Principal | None,
 ) -> tuple[int, dict]:
     """Run `make(session)` in a write transaction unless this key already has a response;
     remember the response in the same transaction as the write."""
@@ -168,7 +177,7 @@ def _idempotent(
         )
     store, max_age = rt.idempotency, _key_max_age(rt)
     try:
-        with rt.transactions.write(mutation=key) as session:
+        with rt.transactions.write(mutation=key, principal=principal) as session:
             if key is None:
                 return make(session)
             conn = session.connection()
@@ -188,22 +197,20 @@ def _idempotent(
         raise
 
 
-def _locked_row(session: Session, table: LiveTable, row_id: int | None, scope: RowScope):
-    """Return the row to change, locked until commit, or raise a 404."""
+def _locked_row(
+    session: Session, table: LiveTable, row_id: int | None, principal: Principal | None
+):
+    """Return the row to change, locked until commit, or raise a 404 when it does not exist
+    or the principal may not read it."""
     query = (
         sa.select(table.model)
-        .where(table.columns["id"] == row_id, *scope.where)
+        .where(table.columns["id"] == row_id, *read_clauses(table, principal))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     obj = session.execute(query).scalar_one_or_none()
     if obj is None:
-        raise ApiError(
-            404,
-            "not_found",
-            f"{table.name} has no row {row_id}.",
-            {"table": table.name, "id": row_id},
-        )
+        raise row_not_found(table.name, row_id)
     return obj
 
 
@@ -211,19 +218,25 @@ def _change(
     rt: "FeedRuntime",
     session: Session,
     table: LiveTable,
-    scope: RowScope,
+    principal: Principal | None,
     method: str,
     row_id: int | None,
     body: Any,
     if_match: int | None,
 ) -> tuple[int, dict]:
-    """Make the change inside the open transaction and describe the result."""
+    """Make the change inside the open transaction, check it against the table's policy,
+    and describe the result."""
+    policy = rt.registry.policy(table.name)
+    action = {"POST": "insert", "PATCH": "update", "DELETE": "delete"}[method]
+    if principal is not None and isinstance(body, dict):
+        body = stamp(policy, principal, body, action=action)
+    old = None
     if method == "POST":
         obj = table.model(**table.values_from_body(body, partial=False))
         session.add(obj)
         status = 201
     else:
-        obj = _locked_row(session, table, row_id, scope)
+        obj = _locked_row(session, table, row_id, principal)
         if if_match is not None and obj.version != if_match:
             raise ApiError(
                 412,
@@ -232,6 +245,7 @@ def _change(
                 {"table": table.name, "id": row_id, "expected": if_match},
                 extra={"current": table.row(obj)},
             )
+        old = table.row(obj)
         if method == "PATCH":
             for column, value in table.values_from_body(body, partial=True).items():
                 setattr(obj, column, value)
@@ -239,16 +253,12 @@ def _change(
             session.delete(obj)
         status = 200
     events = rt.transactions.appended(session)
+    row = None if method == "DELETE" else table.row(obj)
+    if principal is not None:
+        # Checked once the change is flushed: the row as stored; an error rolls it back.
+        check_write(policy, principal, action, old, row, table=table.name)
     own = [e.id for e in events if e.topic == table.name and e.data["pk"] == obj.id]
     event_id = own[0] if own else None
     if method == "DELETE":
         return status, {"event": event_id}
-    row = table.row(obj)
-    if not scope.admits(row):
-        raise ApiError(
-            403,
-            "out_of_scope",
-            f"The change would leave the row outside what you may write in {table.name}.",
-            {"table": table.name, "id": obj.id},
-        )
     return status, {"row": row, "event": event_id}

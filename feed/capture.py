@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
@@ -68,14 +69,15 @@ class Capture:
             table = live_table(type(obj))
             table.normalize(obj)
             if session.is_modified(obj, include_collections=False):
-                old = table.row_from_mapping(_row_values(table, obj))
+                old = table.row_from_mapping(_row_values(session, table, obj))
                 obj.version = (obj.version or 0) + 1
                 obj.updated_at = now
                 pending.append(("UPDATE", obj, old))
         for obj in session.deleted:
             if is_live(obj):
                 table = live_table(type(obj))
-                pending.append(("DELETE", obj, table.row_from_mapping(_row_values(table, obj))))
+                old = table.row_from_mapping(_row_values(session, table, obj))
+                pending.append(("DELETE", obj, old))
 
     def _after_flush(self, session: Session, flush_context) -> None:
         """Append one event per noted change to the log, on the flush's connection."""
@@ -113,8 +115,12 @@ class Capture:
         session.info.pop(_PENDING, None)
 
 
-def _row_values(table: LiveTable, obj: object) -> dict:
-    """Return column values as they were before pending changes."""
+def _row_values(session: Session, table: LiveTable, obj: object) -> dict:
+    """Return column values as they were before pending changes.
+
+    A value set on an expired attribute (after a commit, say) has no history of what it
+    replaced: then the stored row, read on the flush's connection, is what it was.
+    """
     state = inspect(obj)
     values = {}
     for name in table.columns:
@@ -123,6 +129,14 @@ def _row_values(table: LiveTable, obj: object) -> dict:
             values[name] = history.deleted[0]
         elif history.unchanged:
             values[name] = history.unchanged[0]
+        elif history.added:
+            return _stored_row(session, table, state.identity[0])
         else:
             values[name] = getattr(obj, name)
     return values
+
+
+def _stored_row(session: Session, table: LiveTable, row_id: int) -> dict:
+    """Return a row as the database holds it now, in the session's transaction."""
+    query = sa.select(table.model.__table__).where(table.columns["id"] == row_id)
+    return dict(session.connection().execute(query).mappings().one())

@@ -296,7 +296,7 @@ def _render(condition: Condition) -> str:
         if isinstance(value, bool) or value is None:
             return orjson.dumps(value).decode()
         text = str(value)
-        if condition.op == "in" and any(ch in text for ch in ',"() '):
+        if condition.op == "in" and any(ch in text for ch in ',"() \r\n'):
             return '"' + text.replace('"', '""') + '"'
         return text
 

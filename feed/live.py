@@ -31,7 +31,8 @@ def iso(value: dt.datetime) -> str:
     """Format a UTC datetime as ISO 8601 with milliseconds and Z."""
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat pads years before 1000 to four digits; strftime("%Y") does not everywhere.
+    return value.isoformat(timespec="milliseconds") + "Z"
 
 
 class LiveMixin:

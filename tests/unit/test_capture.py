@@ -226,3 +226,17 @@ def test_event_body_is_in_protocol_field_order():
         "mutation": "k",
     }
     assert AT.match(body["at"])
+
+
+def test_update_of_an_expired_instance_carries_the_old_value(sessions, commits):
+    with sessions() as session:
+        gadget = Gadget(name="lamp")
+        session.add(gadget)
+        session.commit()
+        # The commit expired every attribute: the old name was never loaded before the set.
+        gadget.name = "desk"
+        session.commit()
+    update = commits[1][0].data
+    assert update["op"] == "UPDATE"
+    assert (update["old"]["name"], update["row"]["name"]) == ("lamp", "desk")
+    assert (update["old"]["version"], update["row"]["version"]) == (1, 2)

@@ -27,6 +27,8 @@ _COMPARISONS = {
     "gt": operator.gt,
     "gte": operator.ge,
 }
+# What a subscriber that falls behind keeps exact longest, most first.
+PRIORITIES = ("high", "normal", "low")
 _IS_VALUES = {"null": None, "true": True, "false": False}
 # Filter values are kept in their JSON form; these turn them back into column values.
 _NATIVE = {"datetime": parse_datetime, "date": dt.date.fromisoformat}
@@ -178,11 +180,13 @@ def _project(row: dict | None, select: tuple[str, ...] | None) -> dict | None:
 
 @dataclass(frozen=True)
 class TopicView:
-    """What one subscriber wants of one topic: row conditions and a projection."""
+    """What one subscriber wants of one topic: row conditions, a projection, and how much
+    it cares to stay exact when it falls behind (its priority)."""
 
     topic: str
     conditions: tuple[Condition, ...] = ()
     select: tuple[str, ...] | None = None
+    priority: str = "normal"
 
     def matches(self, row: Mapping | None) -> bool:
         """Tell whether a row is inside this view."""
@@ -245,6 +249,7 @@ def parse_subscription(
         )
     conditions: dict[str, list[Condition]] = {t: [] for t in topics}
     selects: dict[str, tuple[str, ...]] = {}
+    priorities: dict[str, str] = {}
     for key, value in args.items(multi=True):
         if key in STREAM_RESERVED or key.startswith("_"):
             continue
@@ -266,9 +271,28 @@ def parse_subscription(
         table = tables.get(topic)
         if column == "select":
             selects[topic] = parse_select(table, value)
+        elif column == "priority":
+            priorities[topic] = _priority(key, value)
         else:
             conditions[topic].append(parse_condition(table, column, value))
-    return Subscription({t: TopicView(t, tuple(conditions[t]), selects.get(t)) for t in topics})
+    return Subscription(
+        {
+            t: TopicView(t, tuple(conditions[t]), selects.get(t), priorities.get(t, "normal"))
+            for t in topics
+        }
+    )
+
+
+def _priority(key: str, value: str) -> str:
+    """Check a `<topic>.priority=` value."""
+    if value not in PRIORITIES:
+        raise ApiError(
+            400,
+            "invalid_priority",
+            f"{key} must be high, normal or low.",
+            {"parameter": key, "value": value},
+        )
+    return value
 
 
 def parse_snapshot_filters(args: Any, table: LiveTable) -> list[Condition]:

@@ -20,6 +20,7 @@ The write path applies `check_write` to every change, inside its transaction:
 Before the check, `stamp` fills the fields the server sets from the principal.
 """
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -182,7 +183,7 @@ def visible_view(view: TopicView, scope: tuple[Condition, ...]) -> TopicView:
 
     Equal views and scopes give equal views, which the hub shares between subscribers.
     """
-    return TopicView(view.topic, view.conditions + scope, view.select)
+    return dataclasses.replace(view, conditions=view.conditions + scope)
 
 
 def visible_subscription(

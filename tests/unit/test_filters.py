@@ -3,8 +3,10 @@
 from urllib.parse import parse_qsl
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
-from feed.filters import Condition, TopicView, parse_condition, view_query
+from feed.errors import ApiError
+from feed.filters import Condition, TopicView, parse_condition, parse_subscription, view_query
 
 from .model import GADGETS
 
@@ -212,3 +214,17 @@ def test_parse_condition_types_values_by_column():
     assert parse_condition(GADGETS, "name", "eq.5") == Condition("name", "eq", "5")
     assert parse_condition(None, "level", "eq.5") == Condition("level", "eq", 5)
     assert parse_condition(None, "level", "eq.five") == Condition("level", "eq", "five")
+
+
+def _subscribe(**args: str):
+    return parse_subscription(MultiDict({"topics": "gadgets", **args}), {"gadgets": GADGETS}, ())
+
+
+def test_priority_is_a_reserved_word_of_subscriptions_not_a_column_filter():
+    assert _subscribe().views["gadgets"].priority == "normal"
+    view = _subscribe(**{"gadgets.priority": "high", "gadgets.size": "gt.2"}).views["gadgets"]
+    assert view.priority == "high"
+    assert view.conditions == (Condition("size", "gt", 2),)
+    with pytest.raises(ApiError) as refused:
+        _subscribe(**{"gadgets.priority": "urgent"})
+    assert (refused.value.status, refused.value.code) == (400, "invalid_priority")

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 import orjson
 
 from . import sse
+from .credentials import Credential
 from .errors import ApiError
 from .filters import Subscription, TopicView, view_query
 from .hub import Subscriber, render_frame
 from .log import Event
+from .principal import Principal
 
 if TYPE_CHECKING:
     from .extension import FeedRuntime
@@ -85,15 +87,27 @@ def _head(runtime: FeedRuntime) -> int:
         return runtime.log.head(conn)
 
 
+def _auth_expired_frame(reason: str, cursor: int) -> bytes:
+    """Frame the end of a stream whose credential ended; its id keeps the cursor to resume."""
+    return sse.frame(orjson.dumps({"reason": reason}), id=cursor, event="auth-expired")
+
+
 class Stream:
     """One SSE response: its subscriber, cursor and counters."""
 
-    def __init__(self, runtime: FeedRuntime, subscription: Subscription, cursor: int | None):
+    def __init__(
+        self,
+        runtime: FeedRuntime,
+        subscription: Subscription,
+        cursor: int | None,
+        principal: Principal | None = None,
+    ):
         self.runtime = runtime
         self.subscription = subscription
         self.cursor = cursor
         self.sent = 0
         self.subscriber = Subscriber(subscription, runtime.config["SUBSCRIBER_MAX_PENDING"])
+        self.credential = Credential(runtime.credentials, principal)
 
     def _replay(self) -> Iterator[bytes]:
         """Send every matching logged event after the cursor, up to the head."""
@@ -109,9 +123,10 @@ class Stream:
     def __iter__(self) -> Iterator[bytes]:
         """Yield the stream's bytes until the client goes away."""
         runtime, hub, subscriber = self.runtime, self.runtime.hub, self.subscriber
-        config = runtime.config
+        config, credential = runtime.config, self.credential
         # Registered before the log is read, so nothing falls between replay and live.
         hub.add(subscriber)
+        credential.watch(subscriber)
         try:
             retry = config["RETRY_MS"] + random.randint(0, config["RETRY_JITTER_MS"])
             opening = [sse.frame(retry=retry)]
@@ -128,7 +143,12 @@ class Stream:
             yield sse.frame(orjson.dumps(ready), id=self.cursor, event="ready")
             heartbeat = config["HEARTBEAT_SECONDS"]
             while True:
-                woke = subscriber.wait(heartbeat)
+                woke = subscriber.wait(credential.wait_at_most(heartbeat))
+                ended = credential.ended(subscriber)
+                if ended is not None:
+                    # Nothing more for this credential; the client signs in again and resumes.
+                    yield _auth_expired_frame(ended, self.cursor)
+                    return
                 taken = subscriber.take(hub.head)
                 if taken is None:
                     # It fell too far behind to queue in memory, or the log was recreated:
@@ -152,14 +172,23 @@ class Stream:
                     self.cursor = max(self.cursor, subscriber.safe_cursor)
                     yield sse.heartbeat(self.cursor)
         finally:
+            credential.unwatch(subscriber)
             hub.remove(subscriber)
             subscriber.close()
 
 
 def poll(
-    runtime: FeedRuntime, subscription: Subscription, cursor: int | None, limit: int, wait: float
+    runtime: FeedRuntime,
+    subscription: Subscription,
+    cursor: int | None,
+    limit: int,
+    wait: float,
+    principal: Principal | None = None,
 ) -> dict:
-    """Answer one poll or long poll: matching events after the cursor, and the next cursor."""
+    """Answer one poll or long poll: matching events after the cursor, and the next cursor.
+
+    A long poll whose credential ends while it waits answers 401 `auth_expired`.
+    """
     reset = reset_for(runtime, subscription, cursor)
     if reset is not None:
         raise ApiError(
@@ -172,11 +201,21 @@ def poll(
     if cursor is None:
         cursor = _head(runtime)
     waiter = Subscriber(subscription, max_pending=1)
+    credential = Credential(runtime.credentials, principal)
     deadline = time.monotonic() + wait
     if wait > 0:
         runtime.hub.add(waiter)
+        credential.watch(waiter)
     try:
         while True:
+            ended = credential.ended(waiter)
+            if ended is not None:
+                raise ApiError(
+                    401,
+                    "auth_expired",
+                    "Your sign-in ended while waiting; sign in again and poll from your cursor.",
+                    {"reason": ended, "cursor": cursor},
+                )
             waiter.rearm()
             # Identical polls woken by one event share one read of the log.
             events, position, more = runtime.cache.poll(
@@ -186,9 +225,10 @@ def poll(
             if events or remaining <= 0:
                 return {"events": events, "cursor": position, "more": more}
             cursor = position
-            waiter.wait(remaining)
+            waiter.wait(credential.wait_at_most(remaining))
     finally:
         if wait > 0:
+            credential.unwatch(waiter)
             runtime.hub.remove(waiter)
         waiter.close()
 

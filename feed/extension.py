@@ -19,6 +19,7 @@ from . import writes
 from .bus import Bus
 from .cache import ReadCache
 from .capture import Capture
+from .credentials import Credentials
 from .hub import Hub
 from .idempotency import IdempotencyStore
 from .latency import Latencies
@@ -77,6 +78,7 @@ class FeedRuntime:
             self.engine: sa.Engine = feed.db.engine
         self.transactions = Transactions(feed.db, self.engine)
         self.hub = Hub()
+        self.credentials = Credentials()
         self.metrics = FeedMetrics(config["METRICS_ENABLED"])
         self.latencies = Latencies(config["METRICS_ENABLED"])
         self.cache = ReadCache(
@@ -86,6 +88,7 @@ class FeedRuntime:
         self.relay = Relay(
             self.log,
             self.hub,
+            self.credentials,
             self.cache,
             self.transactions,
             self.latencies,

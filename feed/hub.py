@@ -40,6 +40,7 @@ class Subscriber:
         "overflowed",
         "safe_cursor",
         "max_pending",
+        "ended",
     )
 
     def __init__(self, subscription: Subscription, max_pending: int):
@@ -58,6 +59,8 @@ class Subscriber:
         # Every event up to here was either queued or does not match.
         self.safe_cursor = 0
         self.max_pending = max_pending
+        # Why its credential ended (expired, revoked, logged_out), once it has.
+        self.ended: str | None = None
 
     def push(self, event_id: int, frame: bytes) -> None:
         """Queue a frame, or drop the queue when it is full so the log takes over."""
@@ -73,6 +76,11 @@ class Subscriber:
         self.overflowed = True
         self.ids.clear()
         self.frames.clear()
+        self._wake()
+
+    def end(self, reason: str) -> None:
+        """Mark the credential behind this subscriber ended, and wake its waiter."""
+        self.ended = reason
         self._wake()
 
     def _wake(self) -> None:

@@ -15,6 +15,11 @@ class Principal:
     store_id: int | None = None
     # How the caller proved who it is: "session", "token", "stream_token", or None.
     credential: str | None = None
+    # The session or API token the credential rests on (a stream token's parent), and when
+    # it expires (Unix seconds): what an open stream watches to end with auth-expired.
+    session_id: str | None = None
+    token_id: int | None = None
+    expires_at: float | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -25,6 +30,12 @@ class Principal:
     def group(self) -> tuple[str | None, int | None]:
         """Return the policy group: principals with the same role and store see the same rows."""
         return (self.role, self.store_id)
+
+    @property
+    def rests_on(self) -> tuple[tuple[str, object], ...]:
+        """Return the credentials whose end ends this principal: ("session", id), ("token", id)."""
+        held = (("session", self.session_id), ("token", self.token_id))
+        return tuple((kind, key) for kind, key in held if key is not None)
 
 
 NOBODY = Principal()

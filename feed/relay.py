@@ -13,7 +13,9 @@ import threading
 
 import gevent
 
+from . import credentials
 from .cache import ReadCache
+from .credentials import Credentials
 from .hub import Hub
 from .latency import Latencies
 from .log import Event, EventLog
@@ -32,6 +34,7 @@ class Relay:
         self,
         log: EventLog,
         hub: Hub,
+        credentials: Credentials,
         cache: ReadCache,
         transactions: Transactions,
         latencies: Latencies,
@@ -40,6 +43,7 @@ class Relay:
     ):
         self.log = log
         self.hub = hub
+        self.credentials = credentials
         self.cache = cache
         self.transactions = transactions
         self.latencies = latencies
@@ -97,6 +101,8 @@ class Relay:
     def _to_hub(self, event: Event) -> None:
         # Cached reads of the topic go first, so woken long polls read afresh.
         self.cache.invalidate(event.topic, event.id)
+        if event.topic == credentials.TOPIC:
+            self.credentials.end(event.data["row"])
         self.hub.deliver(event)
         self.latencies.delivered(event)
 

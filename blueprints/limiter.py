@@ -19,6 +19,7 @@ import gevent
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
+from redis import BlockingConnectionPool
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -34,6 +35,9 @@ REDIS_OPTIONS = {
     "socket_connect_timeout": 0.25,
     "retry": Retry(NoBackoff(), 1),
 }
+# Connections a process's limiter may hold; requests beyond them wait their turn (as long
+# as a Redis call may take), never opening one connection per client.
+REDIS_CONNECTIONS = 4
 # Seconds between pings of a Redis that failed.
 PROBE_SECONDS = 2.0
 # Seconds an open stream's slot outlives its last refresh: a dead worker's slots lapse.
@@ -97,8 +101,11 @@ class Limiter:
         self.on_storage = on_storage
         self.probe_seconds = probe_seconds
         self.lease_seconds = lease_seconds
+        self._pool = BlockingConnectionPool.from_url(
+            redis_url, max_connections=REDIS_CONNECTIONS, timeout=0.25, **REDIS_OPTIONS
+        )
         self._storage = RedisStorage(
-            storage_uri(redis_url), key_prefix=f"{namespace}:rate", **REDIS_OPTIONS
+            storage_uri(redis_url), connection_pool=self._pool, key_prefix=f"{namespace}:rate"
         )
         self.redis = self._storage.get_connection()
         self._acquire_slot = self.redis.register_script(ACQUIRE_SLOT)
@@ -229,4 +236,4 @@ class Limiter:
         if self._refresher is not None:
             self._refresher.kill(block=False)
             self._refresher = None
-        self.redis.close()
+        self._pool.disconnect()

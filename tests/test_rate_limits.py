@@ -2,6 +2,7 @@
 attempts, and the per-process fallback while Redis is down."""
 
 import http.client
+import signal
 import time
 
 import orjson
@@ -12,7 +13,7 @@ import requests
 from flask import Blueprint
 
 from app import create_app
-from blueprints.limiter import Limiter, Slot, storage_uri
+from blueprints.limiter import REDIS_OPTIONS, Limiter, Slot, storage_uri
 from feed.embedded import EmbeddedRedis
 from models import db
 
@@ -311,8 +312,13 @@ def test_workers_share_one_count(start_server, tmp_path):
 
 def test_open_streams_are_capped_across_workers_and_a_closed_one_frees_its_slot(start_server):
     server = start_server(workers=2, MAX_STREAMS="3", HEARTBEAT_SECONDS="0.2")
-    streams = [SseStream(server.url, "topics=bread_types") for _ in range(3)]
+    streams = [SseStream(server.url, "topics=bread_types") for _ in range(2)]
     try:
+        # Refused on the way (a bad subscription), a stream gives its slot back at once.
+        for _ in range(2):
+            bad = requests.get(f"{server.url}/stream?topics=nope", timeout=10)
+            assert bad.status_code == 400
+        streams.append(SseStream(server.url, "topics=bread_types"))
         for stream in streams:
             stream.until("ready")
         refused = requests.get(f"{server.url}/stream?topics=bread_types", timeout=10)
@@ -359,3 +365,20 @@ def test_writes_go_on_while_redis_is_down_limited_per_process(start_server, fres
         assert probe.keys("*:limits:rate:*writes*")
     finally:
         probe.close()
+
+
+def test_a_stalled_redis_adds_no_wait_to_writes(start_server, fresh_redis):
+    server = start_server(workers=1, redis_url=fresh_redis.url)
+    url = f"{server.url}/api/bread_types"
+    assert requests.post(url, json=bread(0), timeout=10).ok
+    fresh_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        # The write that finds Redis frozen waits for it once; the limiter then counts here.
+        assert requests.post(url, json=bread(1), timeout=10).ok
+        started = time.monotonic()
+        for n in range(2, 12):
+            assert requests.post(url, json=bread(n), timeout=10).status_code == 201
+        # Ten writes that each waited for Redis would take at least ten of its timeouts.
+        assert time.monotonic() - started < 10 * REDIS_OPTIONS["socket_timeout"]
+    finally:
+        fresh_redis.process.send_signal(signal.SIGCONT)

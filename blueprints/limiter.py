@@ -27,16 +27,18 @@ from feed.bus import REDIS_DOWN
 
 logger = logging.getLogger("tidings.limits")
 
-# Short waits, and one immediate reconnect for a pooled connection Redis closed: the
-# limiter sits in front of every write, so a stalled Redis may cost one request this
-# much, once, before the fallback takes over.
+# The longest one Redis step (connect, answer, a free pooled connection) may take: the
+# limiter sits in front of every write, so a stalled Redis costs the requests under way
+# this much, once, before the fallback takes over.
+REDIS_WAIT_SECONDS = 0.25
+# Short waits, and one immediate reconnect for a pooled connection Redis closed.
 REDIS_OPTIONS = {
-    "socket_timeout": 0.25,
-    "socket_connect_timeout": 0.25,
+    "socket_timeout": REDIS_WAIT_SECONDS,
+    "socket_connect_timeout": REDIS_WAIT_SECONDS,
     "retry": Retry(NoBackoff(), 1),
 }
-# Connections a process's limiter may hold; requests beyond them wait their turn (as long
-# as a Redis call may take), never opening one connection per client.
+# Connections a process's limiter may hold; requests beyond them wait their turn, never
+# opening one connection per client.
 REDIS_CONNECTIONS = 4
 # Seconds between pings of a Redis that failed.
 PROBE_SECONDS = 2.0
@@ -102,13 +104,16 @@ class Limiter:
         self.probe_seconds = probe_seconds
         self.lease_seconds = lease_seconds
         self._pool = BlockingConnectionPool.from_url(
-            redis_url, max_connections=REDIS_CONNECTIONS, timeout=0.25, **REDIS_OPTIONS
+            redis_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_WAIT_SECONDS,
+            **REDIS_OPTIONS,
         )
         self._storage = RedisStorage(
             storage_uri(redis_url), connection_pool=self._pool, key_prefix=f"{namespace}:rate"
         )
-        self.redis = self._storage.get_connection()
-        self._acquire_slot = self.redis.register_script(ACQUIRE_SLOT)
+        self._redis = self._storage.get_connection()
+        self._acquire_slot = self._redis.register_script(ACQUIRE_SLOT)
         self._shared = MovingWindowRateLimiter(self._storage)
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = True
@@ -130,10 +135,10 @@ class Limiter:
         gevent.spawn(self._probe)
 
     def _probe(self) -> None:
-        while not self.probe():
+        while not self._answered():
             gevent.sleep(self.probe_seconds)
 
-    def probe(self) -> bool:
+    def _answered(self) -> bool:
         """Ping Redis once; when it answers, count in Redis again."""
         if self.shared:
             return True
@@ -145,10 +150,6 @@ class Limiter:
         return True
 
     # Rate limits
-
-    def amount(self, kind: str) -> int:
-        """Return how many hits a kind's window holds."""
-        return self.rates[kind].amount
 
     def hit(self, kind: str, key: str, cost: int = 1) -> Refusal | None:
         """Count `cost` hits of a kind for a key; return a Refusal when over the limit."""
@@ -201,7 +202,7 @@ class Limiter:
             del self._open[slot.key]
         if self.shared:
             try:
-                self.redis.zrem(self._slot_key(slot.key), slot.id)
+                self._redis.zrem(self._slot_key(slot.key), slot.id)
             except REDIS_DOWN as error:
                 # Its lease lapses on its own.
                 self._lost(error)
@@ -215,7 +216,7 @@ class Limiter:
             return
         expiry = time.time() + self.lease_seconds
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
+            with self._redis.pipeline(transaction=False) as pipe:
                 for key, ids in self._open.items():
                     pipe.zadd(self._slot_key(key), dict.fromkeys(ids, expiry))
                     pipe.expire(self._slot_key(key), self._ttl())

@@ -106,14 +106,14 @@ def _batch_cost() -> int:
     """Return the writes a batch counts for: one per op, and at least one."""
     ops = _json_field("ops")
     cost = len(ops) if isinstance(ops, list) and ops else 1
-    most = limiter().amount("writes")
-    if cost > most:
+    limit = limiter().rates["writes"]
+    if cost > limit.amount:
         # No window would ever hold it: say so instead of asking to retry.
         raise ApiError(
             400,
             "batch_too_large",
-            f"A batch holds at most {most} ops under the write limit.",
-            {"ops": cost, "max_ops": most, "limit": str(limiter().rates["writes"])},
+            f"A batch holds at most {limit.amount} ops under the write limit.",
+            {"ops": cost, "max_ops": limit.amount, "limit": str(limit)},
         )
     return cost
 

@@ -2,6 +2,7 @@
 attempts, and the per-process fallback while Redis is down."""
 
 import http.client
+import itertools
 import signal
 import time
 
@@ -10,11 +11,13 @@ import psutil
 import pytest
 import redis
 import requests
-from flask import Blueprint
+from flask import Blueprint, g, request
 
 from app import create_app
-from blueprints.limiter import REDIS_OPTIONS, Limiter, Slot, storage_uri
+from blueprints.limiter import REDIS_WAIT_SECONDS, Limiter, Slot, storage_uri
+from blueprints.ratelimit import principal_key
 from feed.embedded import EmbeddedRedis
+from feed.principal import NOBODY, Principal
 from models import db
 
 from .api_helpers import assert_error, log_head
@@ -156,6 +159,36 @@ def test_principals_are_counted_apart(limited_app):
     assert there.post("/api/bread_types", json=bread(3)).status_code == 201
 
 
+def test_signed_in_principals_count_as_themselves_whatever_their_address(limited_app):
+    app = limited_app(RATE_LIMIT_WRITES="2/minute")
+
+    def resolve():
+        user = request.headers.get("X-Test-User")
+        g.principal = Principal(user_id=int(user), username=f"u{user}") if user else NOBODY
+
+    # Identity resolves the principal before the limits count, as in the app.
+    app.before_request_funcs.setdefault(None, []).insert(0, resolve)
+    names = itertools.count()
+
+    def write(address: str, user: str | None = None):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        headers = {"X-Test-User": user} if user else {}
+        return client.post("/api/bread_types", json=bread(next(names)), headers=headers)
+
+    assert [write(f"10.0.4.{n}", "7").status_code for n in range(2)] == [201] * 2
+    assert_limited(write("10.0.4.9", "7"), "2 per 1 minute", 60)
+    # Another user, and nobody, on the same address are counted apart.
+    assert write("10.0.4.9", "8").status_code == 201
+    assert write("10.0.4.9").status_code == 201
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "10.0.4.1"}):
+        assert principal_key() == "addr:10.0.4.1"
+        g.principal = NOBODY
+        assert principal_key() == "addr:10.0.4.1"
+        g.principal = Principal(user_id=7)
+        assert principal_key() == "user:7"
+
+
 sign_in = Blueprint("auth", __name__)
 
 
@@ -228,30 +261,63 @@ def zeros() -> dict:
     return {"streams": 0, "polls": 0, "logins": 0, "open_streams": 0}
 
 
-def test_a_dead_workers_stream_slots_lapse(redis_server, tmp_path):
-    def worker():
-        return Limiter(
+@pytest.fixture
+def workers(redis_server, tmp_path):
+    """Build limiters sharing one namespace, as a node's workers do, with short leases."""
+    made = []
+
+    def make(max_streams: int) -> Limiter:
+        limiter = Limiter(
             redis_server.url,
             {},
-            2,
+            max_streams,
             namespace=f"tidings:test:{tmp_path.name}",
             on_storage=lambda shared: None,
             lease_seconds=0.5,
         )
+        made.append(limiter)
+        return limiter
 
-    dead, alive = worker(), worker()
+    yield make
+    for limiter in made:
+        limiter.close()
+
+
+def test_a_dead_workers_stream_slots_lapse(workers):
+    dead, alive = workers(2), workers(2)
+    assert all(isinstance(dead.open_stream("user:1"), Slot) for _ in range(2))
+    refused = alive.open_stream("user:1")
+    assert (refused.kind, refused.limit) == ("open_streams", "2 open streams")
+    # The dead one never renews its leases.
+    time.sleep(0.6)
+    slot = alive.open_stream("user:1")
+    assert isinstance(slot, Slot)
+    alive.close_stream(slot)
+
+
+def test_open_stream_leases_are_renewed_and_put_back_in_a_redis_that_lost_them(
+    workers, redis_server, tmp_path
+):
+    holder, other = workers(1), workers(1)
+    slot = holder.open_stream("user:2")
+    assert isinstance(slot, Slot)
+    time.sleep(0.3)
+    holder.refresh()
+    time.sleep(0.3)
+    assert not isinstance(other.open_stream("user:2"), Slot)
+    # As a restarted Redis would: the slot is gone, and the next renewal puts it back.
+    probe = redis.Redis.from_url(redis_server.url)
     try:
-        assert all(isinstance(dead.open_stream("user:1"), Slot) for _ in range(2))
-        refused = alive.open_stream("user:1")
-        assert refused.kind == "open_streams" and refused.limit == "2 open streams"
-        # The dead one never refreshes its leases.
-        time.sleep(0.6)
-        slot = alive.open_stream("user:1")
-        assert slot.key == "user:1"
-        alive.close_stream(slot)
+        assert probe.delete(f"tidings:test:{tmp_path.name}:streams:user:2") == 1
+        taken = other.open_stream("user:2")
+        assert isinstance(taken, Slot)
+        other.close_stream(taken)
+        holder.refresh()
+        assert not isinstance(other.open_stream("user:2"), Slot)
     finally:
-        dead.close()
-        alive.close()
+        probe.close()
+    holder.close_stream(slot)
+    assert isinstance(other.open_stream("user:2"), Slot)
 
 
 # Real servers
@@ -379,6 +445,6 @@ def test_a_stalled_redis_adds_no_wait_to_writes(start_server, fresh_redis):
         for n in range(2, 12):
             assert requests.post(url, json=bread(n), timeout=10).status_code == 201
         # Ten writes that each waited for Redis would take at least ten of its timeouts.
-        assert time.monotonic() - started < 10 * REDIS_OPTIONS["socket_timeout"]
+        assert time.monotonic() - started < 10 * REDIS_WAIT_SECONDS
     finally:
         fresh_redis.process.send_signal(signal.SIGCONT)

@@ -376,8 +376,13 @@ def test_workers_share_one_count(start_server, tmp_path):
     assert values["tidings_rate_limits_shared{}"] == 1
 
 
-def test_open_streams_are_capped_across_workers_and_a_closed_one_frees_its_slot(start_server):
-    server = start_server(workers=2, MAX_STREAMS="3", HEARTBEAT_SECONDS="0.2")
+def test_open_streams_are_capped_across_workers_and_a_closed_one_frees_its_slot(
+    start_server, tmp_path
+):
+    # A namespace of its own: earlier tests' stopped servers may leave leased slots behind.
+    server = start_server(
+        workers=2, MAX_STREAMS="3", HEARTBEAT_SECONDS="0.2", FEED_CHANNEL=f"tidings:{tmp_path.name}"
+    )
     streams = [SseStream(server.url, "topics=bread_types") for _ in range(2)]
     try:
         # Refused on the way (a bad subscription), a stream gives its slot back at once.

@@ -6,7 +6,7 @@ import os
 from flask import Flask
 
 import config as settings
-from blueprints import api, dashboard, errors, monitor, observe, ops, stream
+from blueprints import api, dashboard, errors, monitor, observe, ops, ratelimit, stream
 from models import db, feed
 from models.seed import register_cli
 
@@ -23,6 +23,8 @@ def create_app(config: dict | None = None) -> Flask:
     feed.init_app(app)
     errors.init_app(app)
     observe.init_app(app)
+    # After the hooks that resolve who is asking: limits count per principal.
+    ratelimit.init_app(app)
     app.register_blueprint(stream.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)

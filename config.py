@@ -68,5 +68,15 @@ def from_environment(instance_path: str) -> dict:
         "MONITOR_SECONDS": _float("MONITOR_SECONDS", 5),
         # The commit→deliver p95 the health score holds delivery to, in milliseconds.
         "DELIVERY_TARGET_MS": _float("DELIVERY_TARGET_MS", 250),
+        # Writes per principal (per address for nobody), in the `limits` notation.
+        "RATE_LIMIT_WRITES": os.environ.get("RATE_LIMIT_WRITES", "20/second"),
+        # Stream opens per principal.
+        "RATE_LIMIT_STREAMS": os.environ.get("RATE_LIMIT_STREAMS", "30/minute"),
+        # Polls of /api/changes per principal.
+        "RATE_LIMIT_POLLS": os.environ.get("RATE_LIMIT_POLLS", "10/second"),
+        # Sign-in attempts per address, and per username.
+        "RATE_LIMIT_LOGINS": os.environ.get("RATE_LIMIT_LOGINS", "5/minute"),
+        # Streams one principal may hold open at once, across every worker and node.
+        "MAX_STREAMS": _int("MAX_STREAMS", 20),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

@@ -170,6 +170,7 @@ def figures(runtime, *, with_history: bool = True) -> dict:
     connections = {
         k: int(v) for k, v in _by_label(samples, "tidings_connections", "transport").items()
     }
+    refused = _by_label(samples, "tidings_rate_limited_total", "kind")
     result = {
         "at": iso(utcnow()),
         "health": health.score(readings),
@@ -202,6 +203,10 @@ def figures(runtime, *, with_history: bool = True) -> dict:
             "down_seconds": round(readings.redis_down_seconds or 0, 1),
         },
         "database": {"up": database_up, "dialect": runtime.engine.dialect.name},
+        "rate_limits": {
+            "shared": _total(samples, "tidings_rate_limits_shared") >= 1,
+            "refused": {kind: int(count) for kind, count in refused.items()},
+        },
         "log": {
             "head": bounds.head if bounds else None,
             "tail": bounds.tail if bounds else None,

@@ -127,6 +127,14 @@ class FeedMetrics:
         )
         self.log_head = gauge("tidings_log_head", "Newest event id in the log.", "livemax")
         self.log_tail = gauge("tidings_log_tail", "Oldest retained event id.", "livemax")
+        self.rate_limited = counter(
+            "tidings_rate_limited", "Requests refused with 429, by limit kind.", ("kind",)
+        )
+        self.rate_limits_shared = gauge(
+            "tidings_rate_limits_shared",
+            "1 while every worker counts rate limits in Redis, 0 while one counts its own.",
+            "livemin",
+        )
         for transport in ("sse", "longpoll"):
             self.connections.labels(transport)
             self.reconnects.labels(transport)
@@ -156,6 +164,15 @@ class FeedMetrics:
         """Count a request resuming with Last-Event-ID."""
         if self.enabled:
             self.reconnects.labels(transport).inc()
+
+    def refused(self, kind: str) -> None:
+        """Count a request refused by a rate limit."""
+        if self.enabled:
+            self.rate_limited.labels(kind).inc()
+
+    def limits_shared(self, shared: bool) -> None:
+        """Record whether this worker counts rate limits in Redis or in its own memory."""
+        self.rate_limits_shared.set(1 if shared else 0)
 
     def request_done(self, route: str, method: str, status: int, seconds: float | None) -> None:
         """Count a request; time it unless it was a stream or a long poll."""

@@ -7,7 +7,7 @@ from feed.embedded import EmbeddedRedis
 from models import db
 
 from . import postgres
-from .servers import TidingsServer, free_port
+from .servers import GENEROUS_LIMITS, TidingsServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -59,12 +59,14 @@ def app(database_url, redis_server, tmp_path):
             "SQLALCHEMY_DATABASE_URI": database_url,
             "REDIS_URL": redis_server.url,
             "FEED_CHANNEL": f"tidings:test:{tmp_path.name}",
+            **GENEROUS_LIMITS,
         }
     )
     with app.app_context():
         db.create_all()
     yield app
     app.extensions["tidings"].close()
+    app.extensions["tidings_limits"].close()
 
 
 @pytest.fixture

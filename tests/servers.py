@@ -12,6 +12,14 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+# Limits no test or benchmark reaches by accident; the rate-limit tests set tight ones.
+GENEROUS_LIMITS = {
+    "RATE_LIMIT_WRITES": "1000000/second",
+    "RATE_LIMIT_STREAMS": "1000000/second",
+    "RATE_LIMIT_POLLS": "1000000/second",
+    "RATE_LIMIT_LOGINS": "1000000/second",
+    "MAX_STREAMS": "1000000",
+}
 
 
 def free_port() -> int:
@@ -35,6 +43,7 @@ class TidingsServer:
             "WEB_CONCURRENCY": str(workers),
             "GRACEFUL_TIMEOUT": "1",
             "LOG_LEVEL": "WARNING",
+            **GENEROUS_LIMITS,
             **env,
         }
         self.process: subprocess.Popen | None = None

@@ -11,6 +11,7 @@ import redis
 import requests
 from werkzeug.datastructures import MultiDict
 
+from blueprints.limiter import REDIS_CONNECTIONS
 from feed.delivery import poll
 from feed.filters import parse_subscription
 
@@ -238,23 +239,25 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
 
     wait_for(lambda: stream_sockets() == 60, 10, "the server to hold 60 streams")
     wait_for(lambda: open_streams() == 60, 10, "the monitor to count 60 streams")
-    assert all(redis_clients(worker) <= 3 for worker in workers)
+    assert all(redis_clients(worker) <= 3 + REDIS_CONNECTIONS for worker in workers)
     # Half vanish abruptly (reset), half close without a goodbye and never read again.
     for n, stream in enumerate(streams):
         stream.close(reset=n % 2 == 0)
     # A reset socket leaves /proc/net/tcp at once, so open files are counted too; a
-    # few may open lazily meanwhile (another pooled database connection).
+    # few may open lazily meanwhile (another pooled database connection, the rate
+    # limiters' pooled Redis connections).
     wait_for(
-        lambda: stream_sockets() == 0 and open_files() < quiet + 5,
+        lambda: stream_sockets() == 0 and open_files() < quiet + 5 + 2 * REDIS_CONNECTIONS,
         10,
         "the server to let go of vanished streams",
     )
     wait_for(lambda: open_streams() == 0, 10, "the monitor to count no open stream")
-    assert all(redis_clients(worker) <= 3 for worker in workers)
+    assert all(redis_clients(worker) <= 3 + REDIS_CONNECTIONS for worker in workers)
     probe = redis.Redis.from_url(fresh_redis.url, socket_timeout=10)
     try:
-        # Two listeners and at most a publishing connection each, whatever came and went.
-        assert len(probe.client_list()) - 1 <= 2 * 3
+        # Two listeners and at most a publishing connection each, and the rate limiters'
+        # bounded pools, whatever came and went.
+        assert len(probe.client_list()) - 1 <= 2 * (3 + REDIS_CONNECTIONS)
         assert sum(int(c["sub"]) > 0 for c in probe.client_list()) == 2
     finally:
         probe.close()

@@ -25,6 +25,7 @@ def test_monitor_renders_updates_live_pauses_and_resumes(start_server, context):
     expect(page.locator("#parts tr")).to_have_count(7)
     assert page.locator("[data-k='health.score']").inner_text().isdigit()
     expect(page.locator("[data-k='redis.up']")).to_have_text("up")
+    expect(page.locator("[data-k='rate_limits.shared']")).to_have_text("up")
 
     # Live: figures arrive through the monitor topic and the tiles follow them.
     first = _updated(page)

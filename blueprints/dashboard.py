@@ -2,7 +2,7 @@
 
 import re
 
-from flask import Blueprint, render_template
+from flask import Blueprint, g, render_template
 
 from feed import ApiError, runtime
 from models.activity import LOW_STOCK, start_of_today
@@ -38,19 +38,20 @@ def index():
 
 
 def _presence(body) -> dict:
-    """Validate a presence announcement, or raise a 400 naming the problem."""
+    """Validate a presence announcement, or raise a 400 naming the problem.
+
+    The name published is the signed-in user's: a body's `name` is ignored.
+    """
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "The body must be a JSON object.")
-    client, name, state = body.get("client"), body.get("name"), body.get("state")
+    client, state = body.get("client"), body.get("state")
     if not isinstance(client, str) or not _CLIENT_ID.fullmatch(client):
         raise ApiError(400, "invalid_client", "client must be 1 to 64 letters, digits, - or _.")
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= 40:
-        raise ApiError(400, "invalid_name", "name must be 1 to 40 characters.")
     if state not in PRESENCE_STATES:
         raise ApiError(400, "invalid_state", "state must be here, away or gone.", {"state": state})
     return {
         "client": client,
-        "name": name.strip(),
+        "name": g.principal.username,
         "state": state,
         "hello": body.get("hello") is True,
     }

@@ -26,7 +26,9 @@ from .monitor import Monitor
 logger = logging.getLogger("tidings")
 
 # Custom topics every Tidings app has.
-BUILTIN_TOPICS = ("presence", "monitor")
+BUILTIN_TOPICS = ("presence", "monitor", "auth")
+# Builtin topics only the server appends to and reads: no subscription or publish takes them.
+INTERNAL_TOPICS = frozenset({"auth"})
 # Names under /api/ that are routes, so no live table may take them.
 RESERVED_NAMES = frozenset({"tables", "changes", "batch", "publish"})
 
@@ -150,13 +152,14 @@ class FeedRuntime:
         mappers = self.feed.db.Model.registry.mappers
         models = (m.class_ for m in mappers if is_live(m.class_))
         tables = {table.name: table for table in map(live_table, models)}
-        check_names(tables, self.custom_topics)
+        check_names(tables, self.feed.topics + tuple(self.config["TOPICS"]))
         self._tables, self._tables_seen = tables, len(mappers)
 
     @property
     def custom_topics(self) -> tuple[str, ...]:
-        """Return the declared custom topics."""
-        return self.feed.topics + tuple(self.config["TOPICS"])
+        """Return the declared custom topics clients may subscribe and publish to."""
+        declared = self.feed.topics + tuple(self.config["TOPICS"])
+        return tuple(topic for topic in declared if topic not in INTERNAL_TOPICS)
 
     # Transactions
 
@@ -182,7 +185,7 @@ class FeedRuntime:
         self, session: Session, topic: str, data, *, mutation: str | None = None
     ) -> Event:
         """Append a PUBLISH event to a custom topic in the session's transaction."""
-        if topic not in self.custom_topics:
+        if topic not in self.custom_topics and topic not in INTERNAL_TOPICS:
             raise ValueError(f"{topic!r} is not a declared custom topic")
         body = event_body(topic, "PUBLISH", row=data, mutation=mutation)
         return self.feed.capture.append(session, [body])[0]

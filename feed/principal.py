@@ -15,6 +15,11 @@ class Principal:
     store_id: int | None = None
     # How the caller proved who it is: "session", "token", "stream_token", or None.
     credential: str | None = None
+    # The session or API token the credential rests on (a stream token's parent), and when
+    # it expires (Unix seconds): what an open stream watches to end with auth-expired.
+    session_id: str | None = None
+    token_id: int | None = None
+    expires_at: float | None = None
 
     @property
     def authenticated(self) -> bool:

@@ -13,6 +13,19 @@ from .base import db
 SHIFTS = ("morning", "afternoon", "night")
 
 
+def _store_column() -> Mapped[int | None]:
+    """Return the column naming the store a row belongs to (null: the whole bakery's)."""
+    return mapped_column(sa.ForeignKey("stores.id"), nullable=True, index=True)
+
+
+class Store(LiveMixin, db.Model):
+    """A shop of the bakery; staff work in one."""
+
+    __tablename__ = "stores"
+    name: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    city: Mapped[str] = mapped_column(sa.String(80), default="")
+
+
 class BreadType(LiveMixin, db.Model):
     """A bread the bakery makes."""
 
@@ -31,6 +44,7 @@ class ProductionLog(LiveMixin, db.Model):
     shift: Mapped[str] = mapped_column(sa.String(20))
     recorded_by: Mapped[str] = mapped_column(sa.String(80))
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime, default=utcnow, index=True)
+    store_id: Mapped[int | None] = _store_column()
 
 
 class SalesLog(LiveMixin, db.Model):
@@ -43,6 +57,7 @@ class SalesLog(LiveMixin, db.Model):
     shift: Mapped[str] = mapped_column(sa.String(20))
     recorded_by: Mapped[str] = mapped_column(sa.String(80))
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime, default=utcnow, index=True)
+    store_id: Mapped[int | None] = _store_column()
 
 
 class ShiftFeedback(LiveMixin, db.Model):
@@ -53,6 +68,7 @@ class ShiftFeedback(LiveMixin, db.Model):
     note: Mapped[str] = mapped_column(sa.String(1000))
     mood: Mapped[int] = mapped_column(sa.Integer)
     recorded_by: Mapped[str] = mapped_column(sa.String(80), default="staff")
+    store_id: Mapped[int | None] = _store_column()
 
 
 class AuditLog(LiveMixin, db.Model):
@@ -64,6 +80,7 @@ class AuditLog(LiveMixin, db.Model):
     target_table: Mapped[str] = mapped_column(sa.String(80))
     target_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     summary: Mapped[str] = mapped_column(sa.String(500), default="")
+    store_id: Mapped[int | None] = _store_column()
 
 
 class Notification(LiveMixin, db.Model):
@@ -74,3 +91,4 @@ class Notification(LiveMixin, db.Model):
     title: Mapped[str] = mapped_column(sa.String(200))
     body: Mapped[str] = mapped_column(sa.String(1000), default="")
     read: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    store_id: Mapped[int | None] = _store_column()

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, g, request
 
 from feed import ApiError, runtime
 from feed.live import iso
-from identity import accounts, sessions, stream_tokens, tokens
+from identity import accounts, audit, sessions, stream_tokens, tokens
 from identity.notices import announce
 from identity.passwords import verify_password
 from models import User
@@ -41,10 +41,13 @@ def login():
     # An unknown name is checked against a dummy hash: both failures cost the same.
     matches = verify_password(user.password_hash if user else None, password)
     if not (matches and user.active):
+        with rt.write() as session:
+            audit.record(session, "sign_in_failed", user)
         raise ApiError(401, "invalid_credentials", "The username or password is wrong.")
     with rt.write() as session:
         opened = sessions.start(session, user.id)
         sid, csrf_token = opened.id, opened.csrf_token
+        audit.record(session, "sign_in", user)
     response = json_response(_signed_in(user, csrf_token))
     response.set_cookie(
         sessions.COOKIE,
@@ -60,11 +63,13 @@ def login():
 @bp.post("/logout")
 def logout():
     """End the caller's session everywhere; streams it opened are told on the auth topic."""
-    sid = g.principal.session_id if g.principal.credential == "session" else None
+    principal = g.principal
+    sid = principal.session_id if principal.credential == "session" else None
     if sid is not None:
         with runtime().write() as session:
             if sessions.end(session, sid):
                 announce(session, "logged_out", session=sid)
+                audit.record(session, "sign_out", session.get(User, principal.user_id))
     response = json_response({"signed_out": sid is not None})
     response.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="Lax")
     return response

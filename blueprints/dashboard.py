@@ -2,9 +2,11 @@
 
 import re
 
+import sqlalchemy as sa
 from flask import Blueprint, g, render_template
 
 from feed import ApiError, runtime
+from models import Store
 from models.activity import LOW_STOCK, start_of_today
 
 from .http import json_body, json_response
@@ -34,7 +36,16 @@ def index():
         day_start=start_of_today().strftime("%Y-%m-%dT%H:%M:%S.000Z"),
         heartbeat=runtime().config["HEARTBEAT_SECONDS"],
         low_stock=LOW_STOCK,
+        store=_store_name(g.principal.store_id),
     )
+
+
+def _store_name(store_id: int | None) -> str | None:
+    """Return the name of the signed-in user's store, if they have one."""
+    if store_id is None:
+        return None
+    with runtime().read() as conn:
+        return conn.execute(sa.select(Store.name).where(Store.id == store_id)).scalar()
 
 
 def _presence(body) -> dict:

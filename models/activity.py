@@ -4,6 +4,7 @@ an audit row for every bakery change, and a notification when stock runs low."""
 import datetime as dt
 
 import sqlalchemy as sa
+from flask import g, has_request_context
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -89,6 +90,15 @@ def _low_stock(session: Session, sale: SalesLog) -> Notification | None:
     )
 
 
+def _actor(obj) -> str:
+    """Name who made a change: the signed-in caller, else (scripts, the seed) the row's own
+    recorded_by."""
+    principal = g.get("principal") if has_request_context() else None
+    if principal is not None and principal.authenticated:
+        return principal.username
+    return getattr(obj, "recorded_by", None) or "staff"
+
+
 def _write_side_effects(session: Session) -> None:
     """Add audit rows and notifications; the commit flushes them with the change."""
     noted = session.info.pop(_NOTED, None)
@@ -97,7 +107,7 @@ def _write_side_effects(session: Session) -> None:
     for action, obj in noted:
         session.add(
             AuditLog(
-                actor=getattr(obj, "recorded_by", None) or "staff",
+                actor=_actor(obj),
                 action=action,
                 target_table=obj.__tablename__,
                 target_id=obj.id,

@@ -4,7 +4,7 @@ reloading into the page once signed in."""
 import pytest
 from playwright.sync_api import expect
 
-from ..identities import PASSWORD
+from ..identities import PASSWORD, make_user, sign_in_browser
 from .conftest import SETTLE_MS, wait_state
 
 pytestmark = pytest.mark.browser
@@ -30,5 +30,24 @@ def test_sign_in_through_the_form_opens_the_page(dashboard, browser, path):
             expect(page.locator("#mode")).to_have_attribute("data-mode", "live")
         cookie = next(c for c in context.cookies() if c["name"] == "tidings_session")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    finally:
+        context.close()
+
+
+def test_the_dashboard_shows_who_is_signed_in_and_signs_out(dashboard, app, browser):
+    staff = make_user(app, "staff", store_id=2)
+    context = browser.new_context()
+    context.set_default_timeout(SETTLE_MS)
+    try:
+        sign_in_browser(context, dashboard.url, staff.username)
+        page = context.new_page()
+        page.goto(dashboard.url + "/")
+        wait_state(page, "live")
+        expect(page.locator("#whoami")).to_have_text(f"{staff.username} · staff · South")
+        page.click("#sign-out")
+        expect(page.locator("#signin-form")).to_be_visible()
+        assert dashboard.http.get(f"{dashboard.url}/api/auth/me").status_code == 200
+        me = page.evaluate("fetch('/api/auth/me').then(r => r.status)")
+        assert me == 401
     finally:
         context.close()

@@ -143,3 +143,10 @@ def test_stream_token_opens_a_real_stream(start_server):
         assert response.headers["Content-Type"].startswith("text/event-stream")
     refused = requests.get(f"{server.url}/stream?topics=bread_types&access_token=x", timeout=10)
     assert refused.status_code == 401 and refused.json()["error"] == "unauthenticated"
+
+
+def test_a_token_without_expires_in_lasts_the_default_lifetime(app, client):
+    app.config["API_TOKEN_SECONDS"] = 7200
+    created = new_token(client)
+    expires = dt.datetime.fromisoformat(created["expires_at"].replace("Z", "+00:00"))
+    assert 7100 < (expires - dt.datetime.now(dt.UTC)).total_seconds() <= 7200

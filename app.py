@@ -6,7 +6,9 @@ import os
 from flask import Flask
 
 import config as settings
-from blueprints import api, dashboard, errors, monitor, observe, ops, ratelimit, stream
+from blueprints import api, auth, dashboard, errors, monitor, observe, ops, ratelimit, stream
+from identity import access
+from identity.cli import register_cli as register_users_cli
 from models import db, feed
 from models.seed import register_cli
 
@@ -23,12 +25,15 @@ def create_app(config: dict | None = None) -> Flask:
     feed.init_app(app)
     errors.init_app(app)
     observe.init_app(app)
+    access.init_app(app)
     # After the hooks that resolve who is asking: limits count per principal.
     ratelimit.init_app(app)
     app.register_blueprint(stream.bp)
+    app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(monitor.bp)
     app.register_blueprint(dashboard.bp)
     register_cli(app)
+    register_users_cli(app)
     return app

@@ -78,5 +78,21 @@ def from_environment(instance_path: str) -> dict:
         "RATE_LIMIT_LOGINS": os.environ.get("RATE_LIMIT_LOGINS", "5/minute"),
         # Streams one principal may hold open at once, across every worker and node.
         "MAX_STREAMS": _int("MAX_STREAMS", 20),
+        # Signs session cookies and stream tokens; generated once into instance/ when unset.
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
+        # Hours a sign-in lasts before the user must sign in again.
+        "SESSION_HOURS": _float("SESSION_HOURS", 12),
+        # Seconds a stream token (`?access_token=`) stays valid.
+        "STREAM_TOKEN_SECONDS": _float("STREAM_TOKEN_SECONDS", 300),
+        # Seconds an API token lasts when its request names no expires_in, and at most.
+        "API_TOKEN_SECONDS": _int("API_TOKEN_SECONDS", 90 * 86400),
+        "API_TOKEN_MAX_SECONDS": _int("API_TOKEN_MAX_SECONDS", 366 * 86400),
+        # Bearer token /metrics requires when set (open when unset).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
+        # Proxies in front whose X-Forwarded-For / X-Forwarded-Proto are trusted (0: none).
+        "PROXY_FIX_X_FOR": _int("PROXY_FIX_X_FOR", 0),
+        "PROXY_FIX_X_PROTO": _int("PROXY_FIX_X_PROTO", 0),
+        # The demo users' password; when unset `flask seed` generates one into instance/.
+        "DEMO_PASSWORD": os.environ.get("DEMO_PASSWORD") or None,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     }

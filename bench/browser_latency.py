@@ -11,10 +11,11 @@ import argparse
 import statistics
 import time
 
-import requests
 from playwright.sync_api import sync_playwright
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS
+from tests.identities import sign_in_browser
+from tests.servers import http
 
 from . import results
 from .server import BenchServer
@@ -39,10 +40,10 @@ WRITE = f"""marker => {{
 
 def _prepare(url: str) -> None:
     """Give the dashboard a bread to sell."""
-    bread = requests.post(f"{url}/api/bread_types", json={"name": "Bench loaf", "price": 2.5})
+    bread = http(url).post(f"{url}/api/bread_types", json={"name": "Bench loaf", "price": 2.5})
     bread.raise_for_status()
     production = {"bread_type_id": 1, "quantity": 100_000, "shift": "morning", "recorded_by": "b"}
-    requests.post(f"{url}/api/production_logs", json=production).raise_for_status()
+    http(url).post(f"{url}/api/production_logs", json=production).raise_for_status()
 
 
 def _measure(browser, url: str, writes: int, shared: bool) -> list[float]:
@@ -52,6 +53,8 @@ def _measure(browser, url: str, writes: int, shared: bool) -> list[float]:
         contexts.append(browser.new_context())
     writer = contexts[0].new_page()
     watcher = contexts[-1].new_page()
+    for context in contexts:
+        sign_in_browser(context, url)
     for page in (writer, watcher):
         page.goto(url + "/")
         page.wait_for_function("document.querySelector('#status').dataset.state === 'live'")

@@ -11,9 +11,9 @@ import sys
 import time
 
 import orjson
-import requests
 
 from tests.monitor_tools import metric_values
+from tests.servers import bearer, http, server_at
 
 from .publisher import bench_event, send_paced
 from .results import write
@@ -23,14 +23,18 @@ from .swarm import SOURCE_ADDRESSES
 CONNECTING = 100
 
 
-async def _poller(host: str, port: int, index: int, cursor: int, stop: asyncio.Event, seen):
+async def _poller(
+    host: str, port: int, auth: str, index: int, cursor: int, stop: asyncio.Event, seen
+):
     """Long-poll in a loop on one keep-alive connection, counting events received."""
     local = (f"127.0.0.{2 + index % SOURCE_ADDRESSES}", 0)
     reader, writer = await asyncio.open_connection(host, port, local_addr=local)
     try:
         while not stop.is_set():
             path = f"/api/changes?topics=bench&wait=20&cursor={cursor}"
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {auth}\r\n\r\n".encode()
+            )
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(
                 int(line.split(b":")[1])
@@ -46,7 +50,8 @@ async def _poller(host: str, port: int, index: int, cursor: int, stop: asyncio.E
 
 async def _herd(url: str, pollers: int, events: int, rate: float) -> dict:
     host, port = url.split("//")[1].split(":")
-    cursor = requests.get(f"{url}/api/changes?topics=bench").json()["cursor"]
+    cursor = http(url).get(f"{url}/api/changes?topics=bench").json()["cursor"]
+    auth = bearer(url)["Authorization"]
     stop = asyncio.Event()
     seen = [0] * pollers
     gate = asyncio.Semaphore(CONNECTING)
@@ -54,7 +59,7 @@ async def _herd(url: str, pollers: int, events: int, rate: float) -> dict:
     async def start(index):
         async with gate:
             await asyncio.sleep(0)
-        await _poller(host, int(port), index, cursor, stop, seen)
+        await _poller(host, int(port), auth, index, cursor, stop, seen)
 
     tasks = [asyncio.create_task(start(i)) for i in range(pollers)]
     await asyncio.sleep(3)
@@ -93,7 +98,7 @@ async def _herd(url: str, pollers: int, events: int, rate: float) -> dict:
 def _hit_costs(url: str, redis_client, rounds: int = 300) -> dict:
     """Compare a per-process hit (Server-Timing "cache": marks query + lookup) with the
     Redis GET of the same body that a shared cache would add to the same marks query."""
-    session = requests.Session()
+    session = server_at(url).session()
     path = f"{url}/api/bread_types?limit=1000"
     body = session.get(path).content
     spent = []
@@ -119,7 +124,9 @@ def main(pollers: int = 1000, events: int = 40, workers: int = 2):
     )
     with BenchServer(workers=workers, MONITOR_SECONDS="0") as server:
         for n in range(300):
-            requests.post(f"{server.url}/api/bread_types", json={"name": f"B{n}", "price": 1})
+            http(server.url).post(
+                f"{server.url}/api/bread_types", json={"name": f"B{n}", "price": 1}
+            )
         herd = asyncio.run(_herd(server.url, pollers, events, rate=4))
         print(f"  {herd}")
         costs = _hit_costs(server.url, server.redis_client())

@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tests.servers import bearer
+
 # The event data of the throughput scenario is this many bytes of JSON.
 EVENT_BYTES = 100
 
@@ -35,6 +37,7 @@ def send_paced(
 ) -> dict:
     """POST `count` bodies at `rate` per second; the send time goes into each body."""
     parts = urlsplit(url)
+    headers = {"Content-Type": "application/json", **bearer(url)}
     start = time.monotonic() + 0.05
     statuses: dict[int, int] = {}
     took: list[float] = []
@@ -51,7 +54,7 @@ def send_paced(
                     time.sleep(pause)
                 began = time.monotonic()
                 payload = orjson.dumps(body(f"{time.time():.6f}"))
-                conn.request("POST", path, payload, {"Content-Type": "application/json"})
+                conn.request("POST", path, payload, headers)
                 response = conn.getresponse()
                 response.read()
                 with lock:

@@ -9,12 +9,18 @@ report (or TIMEOUT seconds pass), then answers for that window; `close` ends the
 import array
 import asyncio
 import json
+import os
 import re
 import resource
 import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
+
+from tests.servers import server_at
+
+# The environment variable that hands the swarm process the server's admin token.
+TOKEN_VARIABLE = "TIDINGS_BENCH_TOKEN"
 
 # One change frame: its id, and the send time the publisher put into the event's data.
 CHANGE = re.compile(rb'id: (\d+)\nevent: change\ndata: [^\n]*?"(?:sent|note)":"([0-9.]+)"')
@@ -131,7 +137,8 @@ class Swarm:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
         self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
+            f"Authorization: Bearer {os.environ[TOKEN_VARIABLE]}\r\n\r\n"
         ).encode()
         self.streams: list[Subscriber] = []
         self.window = Window()
@@ -215,8 +222,10 @@ class SwarmProcess:
     """The handle the scenarios hold: starts the swarm process and exchanges its JSON lines."""
 
     def __init__(self, url: str, path: str, count: int):
+        # The token goes through the environment: a command line is anyone's to read.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.swarm", url, path, str(count)],
+            env={**os.environ, TOKEN_VARIABLE: server_at(url).token},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

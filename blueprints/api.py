@@ -5,10 +5,11 @@ Each route parses HTTP and renders; the engine (feed.snapshot, feed.writes) does
 
 import hmac
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from feed import ApiError, runtime, writes
+from feed.principal import Principal
 from feed.snapshot import read_row, read_snapshot
 
 from .http import int_arg, json_body, json_response
@@ -54,7 +55,7 @@ def snapshot(name: str):
         "limit", config["SNAPSHOT_LIMIT_DEFAULT"], low=0, high=config["SNAPSHOT_LIMIT_MAX"]
     )
     offset = int_arg("offset", 0, low=0)
-    found = read_snapshot(rt, name, request.args, limit=limit, offset=offset)
+    found = read_snapshot(rt, name, request.args, limit=limit, offset=offset, principal=g.principal)
     response = Response(
         found.body, mimetype="application/json", headers={"X-Cursor": str(found.cursor)}
     )
@@ -70,7 +71,7 @@ def snapshot(name: str):
 def read_one(name: str, row_id: int):
     """Return one row."""
     _known_table(name)
-    row = read_row(runtime(), name, row_id)
+    row = read_row(runtime(), name, row_id, principal=g.principal)
     return json_response({"row": row}, headers={"ETag": f'"{row["version"]}"'})
 
 
@@ -84,6 +85,7 @@ def _write_response(method: str, name: str, row_id: int | None, body=None) -> Re
         body,
         if_match=writes.parse_version(request.headers.get("If-Match")),
         key=request.headers.get("Idempotency-Key"),
+        principal=g.principal,
     )
     return json_response(result, status)
 
@@ -116,30 +118,38 @@ def batch():
     ops = body.get("ops") if isinstance(body, dict) else None
     if not isinstance(ops, list):
         raise ApiError(400, "invalid_body", 'The body must be {"ops": [...]}.')
-    return json_response({"results": writes.batch(runtime(), ops)})
+    return json_response({"results": writes.batch(runtime(), ops, principal=g.principal)})
 
 
-def _check_publisher() -> None:
-    """Refuse a publish without the publisher token, when one is set."""
+def _publisher() -> Principal | None:
+    """Return who publishes: with PUBLISH_TOKEN set, only that server credential may, and it
+    acts as the app itself; otherwise the signed-in user, held to the topic's policy."""
     token = runtime().config["PUBLISH_TOKEN"]
+    if not token:
+        return g.principal
     given = request.headers.get("Authorization", "").encode()
-    if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
+    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
         raise ApiError(
             401,
             "unauthorized",
             "Publishing needs the publisher token as a Bearer credential.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return None
 
 
 @bp.post("/publish")
 def publish():
     """Append an event to a custom topic."""
-    _check_publisher()
+    publisher = _publisher()
     body = json_body()
     if not isinstance(body, dict) or not isinstance(body.get("topic"), str) or "data" not in body:
         raise ApiError(400, "invalid_body", 'The body must be {"topic": "...", "data": ...}.')
     status, result = writes.publish(
-        runtime(), body["topic"], body["data"], key=request.headers.get("Idempotency-Key")
+        runtime(),
+        body["topic"],
+        body["data"],
+        key=request.headers.get("Idempotency-Key"),
+        principal=publisher,
     )
     return json_response(result, status)

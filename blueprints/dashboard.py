@@ -2,9 +2,11 @@
 
 import re
 
-from flask import Blueprint, render_template
+import sqlalchemy as sa
+from flask import Blueprint, g, render_template
 
 from feed import ApiError, runtime, writes
+from models import Store
 from models.activity import LOW_STOCK, start_of_today
 
 from .http import json_body, json_response
@@ -34,23 +36,33 @@ def index():
         day_start=start_of_today().strftime("%Y-%m-%dT%H:%M:%S.000Z"),
         heartbeat=runtime().config["HEARTBEAT_SECONDS"],
         low_stock=LOW_STOCK,
+        store=_store_name(g.principal.store_id),
     )
 
 
+def _store_name(store_id: int | None) -> str | None:
+    """Return the name of the signed-in user's store, if they have one."""
+    if store_id is None:
+        return None
+    with runtime().read() as conn:
+        return conn.execute(sa.select(Store.name).where(Store.id == store_id)).scalar()
+
+
 def _presence(body) -> dict:
-    """Validate a presence announcement, or raise a 400 naming the problem."""
+    """Validate a presence announcement, or raise a 400 naming the problem.
+
+    The name published is the signed-in user's: a body's `name` is ignored.
+    """
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "The body must be a JSON object.")
-    client, name, state = body.get("client"), body.get("name"), body.get("state")
+    client, state = body.get("client"), body.get("state")
     if not isinstance(client, str) or not _CLIENT_ID.fullmatch(client):
         raise ApiError(400, "invalid_client", "client must be 1 to 64 letters, digits, - or _.")
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= 40:
-        raise ApiError(400, "invalid_name", "name must be 1 to 40 characters.")
     if state not in PRESENCE_STATES:
         raise ApiError(400, "invalid_state", "state must be here, away or gone.", {"state": state})
     return {
         "client": client,
-        "name": name.strip(),
+        "name": g.principal.username,
         "state": state,
         "hello": body.get("hello") is True,
     }
@@ -59,5 +71,6 @@ def _presence(body) -> dict:
 @bp.post("/presence")
 def presence():
     """Publish who is viewing the dashboard to the `presence` topic."""
-    status, result = writes.publish(runtime(), "presence", _presence(json_body()))
+    data = _presence(json_body())
+    status, result = writes.publish(runtime(), "presence", data, principal=g.principal)
     return json_response(result, status)

@@ -1,10 +1,11 @@
 """GET /stream (Server-Sent Events) and GET /api/changes (poll and long poll)."""
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from feed import ApiError, runtime
 from feed.delivery import Stream, poll
 from feed.filters import parse_subscription
+from feed.policy import visible_subscription
 
 from .http import int_arg, json_response, parse_int
 from .observe import long_poll, observed_stream
@@ -18,8 +19,11 @@ STREAM_HEADERS = {
 
 
 def _subscription():
+    """Parse the subscription, narrowed to what the caller may read (403 for a topic it may
+    not read at all)."""
     rt = runtime()
-    return parse_subscription(request.args, rt.tables, rt.custom_topics)
+    subscription = parse_subscription(request.args, rt.tables, rt.custom_topics)
+    return visible_subscription(subscription, rt.registry.policy, g.principal)
 
 
 @bp.get("/stream")
@@ -31,7 +35,7 @@ def stream():
     cursor = parse_int(text, "cursor", low=0) if text else None
     if request.headers.get("Last-Event-ID"):
         runtime().metrics.reconnected("sse")
-    body = Stream(runtime(), subscription, cursor)
+    body = Stream(runtime(), subscription, cursor, g.principal)
     # The stream yields bytes already: hand it to the server as it is, with no re-encoding
     # generator per chunk.
     return Response(
@@ -63,5 +67,5 @@ def changes():
         )
     if wait > 0:
         with long_poll():
-            return json_response(poll(rt, subscription, cursor, limit, wait))
-    return json_response(poll(rt, subscription, cursor, limit, wait))
+            return json_response(poll(rt, subscription, cursor, limit, wait, g.principal))
+    return json_response(poll(rt, subscription, cursor, limit, wait, g.principal))

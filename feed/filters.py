@@ -16,7 +16,7 @@ from .errors import ApiError
 from .live import LiveTable, iso, parse_datetime, type_name
 
 # Query parameters that are not filters.
-STREAM_RESERVED = frozenset({"topics", "cursor", "limit", "wait"})
+STREAM_RESERVED = frozenset({"topics", "cursor", "limit", "wait", "access_token"})
 SNAPSHOT_RESERVED = frozenset({"select", "order", "limit", "offset"})
 
 _COMPARISONS = {

@@ -4,12 +4,15 @@ from collections.abc import Iterable, Mapping
 
 from flask_sqlalchemy import SQLAlchemy
 
+from .credentials import TOPIC as CREDENTIALS_TOPIC
 from .errors import ApiError
 from .live import LiveTable, is_live, live_table
 from .policy import Policy, TopicPolicies, table_policy
 
 # Custom topics every Tidings app has.
 BUILTIN_TOPICS = ("presence", "monitor")
+# Topics only the server appends to and reads: no subscription or publish names them.
+INTERNAL_TOPICS = (CREDENTIALS_TOPIC,)
 # Names under /api/ that are routes, so no live table may take them.
 RESERVED_NAMES = frozenset({"tables", "changes", "batch", "publish"})
 
@@ -60,7 +63,7 @@ class Registry:
         mappers = self.db.Model.registry.mappers
         models = (m.class_ for m in mappers if is_live(m.class_))
         tables = {table.name: table for table in map(live_table, models)}
-        check_names(tables, self.custom_topics)
+        check_names(tables, self.custom_topics + INTERNAL_TOPICS)
         self._tables, self._tables_seen = tables, len(mappers)
 
     def table(self, name: str) -> LiveTable:

@@ -21,6 +21,7 @@ from .live import LiveTable
 from .log import Event
 from .policy import check_write, forbidden, read_clauses, row_not_found, stamp
 from .principal import Principal
+from .registry import INTERNAL_TOPICS
 
 if TYPE_CHECKING:
     from .extension import FeedRuntime
@@ -150,7 +151,7 @@ def append_to_topic(
     rt: "FeedRuntime", session: Session, topic: str, data: Any, *, mutation: str | None = None
 ) -> Event:
     """Append a PUBLISH event to a custom topic in the session's transaction."""
-    if topic not in rt.registry.custom_topics:
+    if topic not in rt.registry.custom_topics + INTERNAL_TOPICS:
         raise ValueError(f"{topic!r} is not a declared custom topic")
     body = event_body(topic, "PUBLISH", row=data, mutation=mutation)
     return rt.feed.capture.append(session, [body])[0]

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from feed.capture import acting
 from feed.live import utcnow
 
 from .bakery import AuditLog, BreadType, Notification, ProductionLog, SalesLog, ShiftFeedback
@@ -22,14 +23,16 @@ def start_of_today() -> dt.datetime:
     return utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def stock_today(session: Session, bread_type_id: int) -> int:
-    """Return loaves produced minus loaves sold today for one bread."""
+def stock_today(session: Session, bread_type_id: int, store_id: int | None = None) -> int:
+    """Return loaves produced minus loaves sold today for one bread, in one store or all."""
     since = start_of_today()
 
     def total(model) -> int:
         query = sa.select(sa.func.coalesce(sa.func.sum(model.quantity), 0)).where(
             model.bread_type_id == bread_type_id, model.created_at >= since
         )
+        if store_id is not None:
+            query = query.where(model.store_id == store_id)
         return int(session.execute(query).scalar_one())
 
     return total(ProductionLog) - total(SalesLog)
@@ -64,7 +67,7 @@ def _note_changes(session: Session, _flush_context) -> None:
 
 def _low_stock(session: Session, sale: SalesLog) -> Notification | None:
     """Return a notification when this sale takes a bread's stock across the threshold."""
-    after = stock_today(session, sale.bread_type_id)
+    after = stock_today(session, sale.bread_type_id, sale.store_id)
     before = after + sale.quantity
     crossed_low = before >= LOW_STOCK > after
     sold_out = after <= 0 < before
@@ -73,10 +76,27 @@ def _low_stock(session: Session, sale: SalesLog) -> Notification | None:
     bread = session.get(BreadType, sale.bread_type_id)
     name = bread.name if bread else f"Bread #{sale.bread_type_id}"
     if after <= 0:
-        return Notification(level="error", title=f"{name} sold out", body=f"Stock is {after}.")
+        return Notification(
+            level="error",
+            title=f"{name} sold out",
+            body=f"Stock is {after}.",
+            store_id=sale.store_id,
+        )
     return Notification(
-        level="warning", title=f"Low stock: {name}", body=f"Only {after} left today."
+        level="warning",
+        title=f"Low stock: {name}",
+        body=f"Only {after} left today.",
+        store_id=sale.store_id,
     )
+
+
+def _actor(session: Session, obj) -> str:
+    """Name who made a change: the principal the write acts for, else (scripts, the seed)
+    the row's own recorded_by."""
+    principal = acting(session)
+    if principal is not None and principal.authenticated:
+        return principal.username
+    return getattr(obj, "recorded_by", None) or "staff"
 
 
 def _write_side_effects(session: Session) -> None:
@@ -87,10 +107,11 @@ def _write_side_effects(session: Session) -> None:
     for action, obj in noted:
         session.add(
             AuditLog(
-                actor=getattr(obj, "recorded_by", None) or "staff",
+                actor=_actor(session, obj),
                 action=action,
                 target_table=obj.__tablename__,
                 target_id=obj.id,
+                store_id=getattr(obj, "store_id", None),
                 summary=_summary(session, action, obj)[:500],
             )
         )

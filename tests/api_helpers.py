@@ -11,6 +11,7 @@ SALE = {
     "unit_price": 6.5,
     "shift": "morning",
     "recorded_by": "ana",
+    "store_id": 1,
 }
 
 
@@ -56,7 +57,7 @@ def database_state(app) -> dict:
         metadata = rt.feed.db.metadata
         with rt.read() as conn:
             return {
-                name: sorted(tuple(row) for row in conn.execute(sa.select(table)))
+                name: sorted((tuple(row) for row in conn.execute(sa.select(table))), key=repr)
                 for name, table in metadata.tables.items()
             }
 

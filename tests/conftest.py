@@ -7,6 +7,7 @@ from feed.embedded import EmbeddedRedis
 from models import db
 
 from . import postgres
+from .identities import Identity, bearer_client, make_user, seed_stores
 from .servers import GENEROUS_LIMITS, TidingsServer, free_port
 
 
@@ -52,7 +53,7 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def app(database_url, redis_server, tmp_path):
-    """An app on a fresh database, with its tables created."""
+    """An app on a fresh database, with its tables created, the two stores and an admin."""
     app = create_app(
         {
             "TESTING": True,
@@ -64,24 +65,44 @@ def app(database_url, redis_server, tmp_path):
     )
     with app.app_context():
         db.create_all()
+    seed_stores(app)
     yield app
     app.extensions["tidings"].close()
     app.extensions["tidings_limits"].close()
 
 
 @pytest.fixture
-def client(app):
-    """A Flask test client (no streaming: use `server` for that)."""
-    return app.test_client()
+def admin(app) -> Identity:
+    """The admin every `client` and server session acts as."""
+    return make_user(app, "admin", name="admin")
 
 
 @pytest.fixture
-def start_server(database_url, redis_server, app):
-    """Start gunicorn servers on the test's database; all are stopped at the end."""
+def make_client(app):
+    """Return a test client acting as a new user of a role (and store); no role: nobody."""
+
+    def make(role: str | None = None, store_id: int | None = None):
+        return bearer_client(app, make_user(app, role, store_id) if role else None)
+
+    return make
+
+
+@pytest.fixture
+def client(app, admin):
+    """A Flask test client that sends the admin's token (no streaming: use `start_server`)."""
+    return bearer_client(app, admin)
+
+
+@pytest.fixture
+def start_server(database_url, redis_server, app, admin):
+    """Start gunicorn servers on the test's database, whose `http` session acts as the
+    admin; all are stopped at the end."""
     started: list[TidingsServer] = []
 
     def start(workers: int = 1, redis_url: str | None = None, **env: str) -> TidingsServer:
-        server = TidingsServer(database_url, redis_url or redis_server.url, workers=workers, **env)
+        server = TidingsServer(
+            database_url, redis_url or redis_server.url, workers=workers, token=admin.token, **env
+        )
         started.append(server)
         return server.start()
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .servers import http, server_at
 from .sse import SseStream, parse, split_lines
 
 SHIFTS = ("morning", "afternoon", "night")
@@ -25,7 +26,7 @@ SALE = {"quantity": 3, "unit_price": 4.0, "recorded_by": "test"}
 def sell(url: str, bread_type: int, shift: str) -> int:
     """Record one sale and return its event id."""
     body = SALE | {"bread_type_id": bread_type, "shift": shift}
-    response = requests.post(f"{url}/api/sales_logs", json=body, timeout=10)
+    response = http(url).post(f"{url}/api/sales_logs", json=body, timeout=10)
     assert response.status_code == 201, response.text
     return response.json()["event"]
 
@@ -58,7 +59,7 @@ def wait_for(
 def head(url: str) -> int:
     """Return the log head: a poll without a cursor starts there and, finding nothing,
     answers with it. (A snapshot's cursor is only as new as its own table's last change.)"""
-    response = requests.get(f"{url}/api/changes", params={"topics": "bread_types"}, timeout=10)
+    response = http(url).get(f"{url}/api/changes", params={"topics": "bread_types"}, timeout=10)
     response.raise_for_status()
     return response.json()["cursor"]
 
@@ -67,7 +68,7 @@ def changes(url: str, query: str, cursor: int) -> list[dict]:
     """Return every event a poller with this subscription gets after the cursor."""
     events: list[dict] = []
     for _ in range(1000):
-        response = requests.get(
+        response = http(url).get(
             f"{url}/api/changes?{query}", params={"cursor": cursor, "limit": 1000}, timeout=30
         )
         assert response.status_code == 200, response.text
@@ -88,7 +89,7 @@ def create_bread_types(url: str, count: int = 4) -> list[int]:
     """Create bread types for the other tables to point at; return their ids."""
     created = []
     for n in range(count):
-        response = requests.post(
+        response = http(url).post(
             f"{url}/api/bread_types",
             json={"name": f"bread-{n}-{random.random()}", "price": 3 + n},
             timeout=10,
@@ -124,7 +125,7 @@ class Writer:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.http = requests.Session()
+        self.http = server_at(self.url).session()
         self.rows: dict[str, list[int]] = {t: [] for t in self.tables}
         self.serial = 0
         # Unique per writer, so two writers never set a row to equal values.
@@ -298,7 +299,11 @@ class RawStream:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(timeout)
         self.sock.connect((parts.hostname, parts.port))
-        request = f"GET /stream?{query} HTTP/1.0\r\nHost: {parts.netloc}\r\n\r\n"
+        bearer = http(url).headers["Authorization"]
+        request = (
+            f"GET /stream?{query} HTTP/1.0\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: {bearer}\r\n\r\n"
+        )
         self.sock.sendall(request.encode())
         self.received = 0
         self.blocks = parse(split_lines(self._body()))

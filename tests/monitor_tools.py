@@ -3,6 +3,8 @@
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from .servers import http
+
 
 def cache_result(response: requests.Response) -> str:
     """Return "hit" or "miss" from a response's Server-Timing cache entry."""
@@ -15,7 +17,7 @@ def cache_result(response: requests.Response) -> str:
 
 def metric_values(base_url: str) -> dict[str, float]:
     """Parse /metrics with prometheus-client's own parser: sample name+labels → value."""
-    text = requests.get(f"{base_url}/metrics", timeout=5).text
+    text = http(base_url).get(f"{base_url}/metrics", timeout=5).text
     values = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -31,6 +33,6 @@ def total(values: dict[str, float], name: str) -> float:
 
 def figures(base_url: str) -> dict:
     """Return /monitor.json."""
-    response = requests.get(f"{base_url}/monitor.json", timeout=5)
+    response = http(base_url).get(f"{base_url}/monitor.json", timeout=5)
     assert response.status_code == 200
     return response.json()

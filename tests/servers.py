@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from .identities import provision_admin
+
 ROOT = Path(__file__).resolve().parent.parent
 # Limits no test or benchmark reaches by accident; the rate-limit tests set tight ones.
 GENEROUS_LIMITS = {
@@ -20,6 +22,23 @@ GENEROUS_LIMITS = {
     "RATE_LIMIT_LOGINS": "1000000/second",
     "MAX_STREAMS": "1000000",
 }
+# Started servers by URL, so helpers given only a URL can call as the server's admin.
+_RUNNING: dict[str, "TidingsServer"] = {}
+
+
+def server_at(url: str) -> "TidingsServer":
+    """Return the started server a URL belongs to."""
+    return _RUNNING["/".join(url.split("/", 3)[:3])]
+
+
+def bearer(url: str) -> dict:
+    """Return the Authorization header of the admin of the started server a URL belongs to."""
+    return {"Authorization": f"Bearer {server_at(url).token}"}
+
+
+def http(url: str) -> requests.Session:
+    """Return the admin session (`.http`) of the started server a URL belongs to."""
+    return server_at(url).http
 
 
 def free_port() -> int:
@@ -32,7 +51,21 @@ def free_port() -> int:
 class TidingsServer:
     """A gunicorn process serving Tidings against a given database and Redis."""
 
-    def __init__(self, database_url: str, redis_url: str, *, workers: int = 1, **env: str):
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        *,
+        workers: int = 1,
+        token: str | None = None,
+        **env: str,
+    ):
+        # With no token given, the server's database gets an admin of its own.
+        self.token = token or provision_admin(database_url, redis_url)
+        # Requests as the admin: `server.http.get(server.url + "/api/...")`, each on a fresh
+        # connection as requests.get makes, so a restarted server never meets a stale one.
+        self.http = self.session()
+        self.http.headers["Connection"] = "close"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -70,11 +103,18 @@ class TidingsServer:
                 self.stop()
                 raise RuntimeError("gunicorn exited:\n" + output)
             if len(self.worker_pids()) == workers and self._healthy():
+                _RUNNING[self.url] = self
                 return self
             time.sleep(0.05)
         output = self.output()
         self.stop()
         raise RuntimeError("gunicorn did not come up:\n" + output)
+
+    def session(self) -> requests.Session:
+        """Return a keep-alive session acting as the admin (its requests stay on one worker)."""
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.token}"
+        return session
 
     def _healthy(self) -> bool:
         try:

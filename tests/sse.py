@@ -4,7 +4,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
-import requests
+
+from .servers import http
 
 
 @dataclass
@@ -74,7 +75,7 @@ class SseStream:
         headers = dict(headers or {})
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        self.response = requests.get(
+        self.response = http(base_url).get(
             f"{base_url}/stream?{query}", headers=headers, stream=True, timeout=timeout
         )
         self.response.raise_for_status()

@@ -4,6 +4,7 @@ import random
 import threading
 
 from .api_helpers import bread, log_head, logged, sale
+from .identities import bearer_client
 from .monitor_tools import cache_result
 
 
@@ -133,9 +134,9 @@ def replay(events: list[dict], topic: str, start: dict | None = None) -> dict[in
     return table
 
 
-def test_snapshot_reflects_exactly_the_events_up_to_its_cursor(app):
+def test_snapshot_reflects_exactly_the_events_up_to_its_cursor(app, admin):
     """Concurrent writers; every snapshot equals the log replayed up to its cursor."""
-    writer_client, reader_client = app.test_client(), app.test_client()
+    writer_client, reader_client = bearer_client(app, admin), bearer_client(app, admin)
     bread_id = bread(writer_client)["id"]
     stop = threading.Event()
     failures: list[BaseException] = []

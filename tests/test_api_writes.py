@@ -14,6 +14,7 @@ from .api_helpers import (
     nothing_written,
     sale,
 )
+from .identities import bearer_client, make_user
 
 
 def test_post_patch_delete(client, app):
@@ -247,7 +248,7 @@ def test_topics_setting_declares_custom_topics(monkeypatch, database_url, redis_
     )
     with app.app_context():
         db.create_all()
-    client = app.test_client()
+    client = bearer_client(app, make_user(app, "admin"))
     try:
         for topic in ("alerts", "bench"):
             assert client.post("/api/publish", json={"topic": topic, "data": 1}).status_code == 201

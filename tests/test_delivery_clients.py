@@ -4,8 +4,6 @@ import random
 import threading
 import time
 
-import requests
-
 from .delivery_tools import (
     Follower,
     RawStream,
@@ -94,7 +92,7 @@ def test_switching_sse_poll_sse_mid_stream_delivers_each_event_once(start_server
                     break
         # Poll, from the stream's cursor.
         for _ in range(rng.randint(1, 4)):
-            polled = requests.get(
+            polled = server.http.get(
                 f"{server.url}/api/changes?{query}",
                 params={"cursor": cursor, "limit": rng.randint(1, 40), "wait": 0.5},
                 timeout=10,
@@ -127,7 +125,7 @@ def test_slow_client_delays_nobody_and_still_gets_every_event_once(start_server)
     bulk_bytes = 150 * 64_000
 
     def publish_bulk() -> None:
-        with requests.Session() as http:
+        with server.session() as http:
             for n in range(150):
                 body = {"topic": "bulk", "data": {"n": n, "pad": "x" * 64_000}}
                 response = http.post(f"{server.url}/api/publish", json=body, timeout=30)
@@ -167,7 +165,7 @@ def test_slow_client_delays_nobody_and_still_gets_every_event_once(start_server)
 
     # Queues overflowed and were caught up from the log, rather than growing.
     def catch_ups() -> int:
-        figures = requests.get(f"{server.url}/monitor.json", timeout=10).json()
+        figures = server.http.get(f"{server.url}/monitor.json", timeout=10).json()
         return figures["counters"]["slow_consumer_catch_ups"]
 
     wait_for(catch_ups, 10, "the monitor to count catch-ups from the log")

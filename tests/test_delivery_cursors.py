@@ -8,7 +8,6 @@ import gevent
 import orjson
 import psutil
 import redis
-import requests
 from werkzeug.datastructures import MultiDict
 
 from blueprints.limiter import REDIS_CONNECTIONS
@@ -73,12 +72,12 @@ def test_expired_cursor_gets_a_reset_on_the_stream_and_410_on_poll(start_server)
     query = "topics=sales_logs&sales_logs.shift=eq.morning"
 
     def expired() -> bool:
-        polled = requests.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
+        polled = server.http.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
         return polled.status_code == 410
 
     wait_for(expired, 10, "retention to prune the log")
     before = head(server.url)
-    polled = requests.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
+    polled = server.http.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
     assert polled.status_code == 410
     body = polled.json()
     assert body["error"] == "cursor_expired"
@@ -112,7 +111,7 @@ def test_future_cursor_gets_a_reset_for_another_epoch(start_server):
         assert opening[1].json()["cursor"] >= current
         event = sell(server.url, bread_types[0], "night")
         assert next_change(stream, 10)["id"] == event
-    polled = requests.get(
+    polled = server.http.get(
         f"{server.url}/api/changes?{query}", params={"cursor": current + 1000}, timeout=10
     )
     assert polled.status_code == 410
@@ -128,7 +127,7 @@ def test_long_poll_answers_on_the_first_matching_commit_or_empty_after_the_wait(
 
     def long_poll() -> None:
         began = time.monotonic()
-        response = requests.get(
+        response = server.http.get(
             f"{server.url}/api/changes?{query}", params={"cursor": cursor, "wait": 5}, timeout=15
         )
         answer.update(response=response, seconds=time.monotonic() - began)
@@ -152,7 +151,7 @@ def test_long_poll_answers_on_the_first_matching_commit_or_empty_after_the_wait(
     writing = threading.Thread(target=sell, args=(server.url, bread_types[0], "morning"))
     began = time.monotonic()
     writing.start()
-    response = requests.get(
+    response = server.http.get(
         f"{server.url}/api/changes?{query}", params={"cursor": night, "wait": 1.5}, timeout=15
     )
     seconds = time.monotonic() - began
@@ -234,7 +233,7 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
         assert any(block.event == "ready" for block in stream.blocks)
 
     def open_streams() -> int:
-        figures = requests.get(f"{server.url}/monitor.json", timeout=10).json()
+        figures = server.http.get(f"{server.url}/monitor.json", timeout=10).json()
         return figures["connections"]["total"]
 
     wait_for(lambda: stream_sockets() == 60, 10, "the server to hold 60 streams")
@@ -279,7 +278,7 @@ def test_a_log_recreated_under_a_running_server_resets_its_streams(app, start_se
         assert reset.event == "reset", "no reset within 10 s of the log starting over"
         assert reset.json()["reason"] == "epoch"
         assert int(reset.id) == reset.json()["cursor"] == 0
-        created = requests.post(
+        created = server.http.post(
             f"{server.url}/api/bread_types", json={"name": "Fresh", "price": 4}, timeout=10
         ).json()
         change = next_change(stream, timeout=10)

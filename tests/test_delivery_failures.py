@@ -24,7 +24,7 @@ from .delivery_tools import (
     sell,
     wait_for,
 )
-from .servers import free_port
+from .servers import free_port, http
 from .sse import SseStream
 
 QUERIES = (
@@ -47,7 +47,7 @@ def follow(url: str, start: int, count: int, deadline: float, drops: bool = True
 
 def ready_status(url: str) -> int:
     """Return the status of /readyz."""
-    return requests.get(f"{url}/readyz", timeout=10).status_code
+    return http(url).get(f"{url}/readyz", timeout=10).status_code
 
 
 def test_redis_outage_loses_nothing_and_the_live_path_comes_back(start_server, fresh_redis):

@@ -4,9 +4,8 @@ the table exactly, under concurrent writes."""
 import threading
 import time
 
-import requests
-
 from .delivery_tools import Follower, create_bread_types, head, run_writers
+from .servers import http
 
 # (snapshot filter, the same filter as a stream subscription)
 VIEWS = (("", ""), ("shift=eq.morning", "&sales_logs.shift=eq.morning"))
@@ -14,7 +13,7 @@ VIEWS = (("", ""), ("shift=eq.morning", "&sales_logs.shift=eq.morning"))
 
 def snapshot(url: str, filters: str) -> tuple[dict[int, dict], int]:
     """Return the rows of a sales_logs snapshot by id, and its cursor."""
-    response = requests.get(f"{url}/api/sales_logs?{filters}", params={"limit": 10000}, timeout=10)
+    response = http(url).get(f"{url}/api/sales_logs?{filters}", params={"limit": 10000}, timeout=10)
     assert response.status_code == 200, response.text
     body = response.json()
     assert int(response.headers["X-Cursor"]) == body["cursor"]

@@ -2,8 +2,6 @@
 
 import concurrent.futures
 
-import requests
-
 from .delivery_tools import wait_for
 from .monitor_tools import cache_result, metric_values, total
 
@@ -13,8 +11,8 @@ TABLES = ("bread_types", "sales_logs", "shift_feedback")
 
 def test_repeated_snapshots_and_polls_hit(start_server):
     server = start_server(workers=1, MONITOR_SECONDS="0")
-    requests.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
-    session = requests.Session()
+    server.http.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
+    session = server.session()
     snapshots = [session.get(f"{server.url}/api/bread_types?order=name.desc") for _ in range(5)]
     assert [cache_result(r) for r in snapshots] == ["miss"] + ["hit"] * 4
     assert len({r.content for r in snapshots}) == 1
@@ -27,9 +25,9 @@ def test_repeated_snapshots_and_polls_hit(start_server):
 
 def test_event_invalidates_exactly_its_tables_entries(start_server):
     server = start_server(workers=1, MONITOR_SECONDS="0")
-    bread = requests.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
+    bread = server.http.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
     bread_id = bread.json()["row"]["id"]
-    session = requests.Session()
+    session = server.session()
     for table in TABLES:
         assert cache_result(session.get(f"{server.url}/api/{table}")) == "miss"
         cached = session.get(f"{server.url}/api/{table}")
@@ -56,20 +54,20 @@ def test_event_invalidates_exactly_its_tables_entries(start_server):
 
 def test_no_stale_read_after_a_write_across_workers(start_server):
     server = start_server(workers=2, MONITOR_SECONDS="0")
-    bread_id = requests.post(
+    bread_id = server.http.post(
         f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5}
     ).json()["row"]["id"]
     for quantity in range(1, 31):
         # Fresh connections, so reads land on either worker while the write's event is
         # still on its way to the other one.
-        warm = requests.get(f"{server.url}/api/sales_logs")
+        warm = server.http.get(f"{server.url}/api/sales_logs")
         assert warm.status_code == 200
-        written = requests.patch(
+        written = server.http.patch(
             f"{server.url}/api/bread_types/{bread_id}", json={"price": quantity}
         ).json()["row"]
-        read = requests.get(f"{server.url}/api/bread_types/{bread_id}").json()["row"]
-        snapshot = requests.get(f"{server.url}/api/bread_types").json()["rows"]
-        polled = requests.get(
+        read = server.http.get(f"{server.url}/api/bread_types/{bread_id}").json()["row"]
+        snapshot = server.http.get(f"{server.url}/api/bread_types").json()["rows"]
+        polled = server.http.get(
             f"{server.url}/api/changes",
             params={"topics": "bread_types", "cursor": snapshot and 0},
         ).json()["events"]
@@ -80,13 +78,15 @@ def test_no_stale_read_after_a_write_across_workers(start_server):
 
 def test_long_poll_herd_shares_one_read(start_server):
     server = start_server(workers=1, MONITOR_SECONDS="0")
-    head = requests.get(f"{server.url}/api/bread_types").json()["cursor"]
+    head = server.http.get(f"{server.url}/api/bread_types").json()["cursor"]
     url = f"{server.url}/api/changes?topics=bread_types&wait=10&cursor={head}"
     before = metric_values(server.url)
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        waiting = [pool.submit(requests.get, url, timeout=15) for _ in range(20)]
+        waiting = [pool.submit(server.http.get, url, timeout=15) for _ in range(20)]
         wait_for(lambda: total(metric_values(server.url), "tidings_connections") == 20)
-        created = requests.post(f"{server.url}/api/bread_types", json={"name": "Spelt", "price": 4})
+        created = server.http.post(
+            f"{server.url}/api/bread_types", json={"name": "Spelt", "price": 4}
+        )
         answers = [future.result().json() for future in waiting]
     event = created.json()["event"]
     assert all([e["id"] for e in a["events"]] == [event] for a in answers)

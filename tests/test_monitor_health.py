@@ -1,8 +1,6 @@
 """Redis stopped: health falls and says why, /readyz is 503, streams keep delivering;
 Redis back: everything recovers by itself."""
 
-import requests
-
 from .delivery_tools import wait_for
 from .monitor_tools import figures
 from .sse import SseStream
@@ -23,17 +21,17 @@ def test_health_follows_redis_down_and_back(start_server, fresh_redis):
         HEARTBEAT_SECONDS="1",
         RELAY_SECONDS="0.2",
     )
-    bread_id = requests.post(
+    bread_id = server.http.post(
         f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5}
     ).json()["row"]["id"]
     wait_for(lambda: _redis_part(server.url)["score"] == 1)
     healthy = figures(server.url)["health"]["score"]
-    assert requests.get(f"{server.url}/readyz").status_code == 200
+    assert server.http.get(f"{server.url}/readyz").status_code == 200
 
     with SseStream(server.url, "topics=sales_logs") as stream:
         stream.until("ready")
         fresh_redis.kill()
-        wait_for(lambda: requests.get(f"{server.url}/readyz").status_code == 503)
+        wait_for(lambda: server.http.get(f"{server.url}/readyz").status_code == 503)
         part = _redis_part(server.url)
         assert part["score"] == 0 and part["contribution"] == 0
         assert "Redis unreachable" in part["detail"]
@@ -41,18 +39,18 @@ def test_health_follows_redis_down_and_back(start_server, fresh_redis):
         assert down["health"]["score"] <= healthy - 25
         assert down["redis"]["up"] is False
         # Writes still succeed and the stream still gets them, from the log.
-        written = requests.post(
+        written = server.http.post(
             f"{server.url}/api/sales_logs", json=SALE | {"bread_type_id": bread_id}
         )
         assert written.status_code == 201
         assert int(stream.until("change")[-1].id) == written.json()["event"]
 
         fresh_redis.start()
-        wait_for(lambda: requests.get(f"{server.url}/readyz").status_code == 200, timeout=15)
+        wait_for(lambda: server.http.get(f"{server.url}/readyz").status_code == 200, timeout=15)
         wait_for(lambda: _redis_part(server.url)["score"] == 1, timeout=15)
         back = figures(server.url)
         assert back["redis"] == {"up": True, "listeners_up": True, "down_seconds": 0}
-        again = requests.post(
+        again = server.http.post(
             f"{server.url}/api/sales_logs", json=SALE | {"bread_type_id": bread_id}
         )
         assert int(stream.until("change")[-1].id) == again.json()["event"]

@@ -1,6 +1,5 @@
 """/metrics parses with prometheus-client's parser and agrees with /monitor.json."""
 
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from .delivery_tools import wait_for
@@ -34,12 +33,12 @@ def test_metrics_agree_with_monitor_json_over_two_workers(start_server):
     with SseStream(server.url, "topics=bread_types") as stream:
         ready = stream.until("ready")[-1].json()
         for n in range(6):
-            requests.post(f"{server.url}/api/bread_types", json={"name": f"B{n}", "price": 3})
-            requests.get(f"{server.url}/api/bread_types")
-            requests.get(f"{server.url}/api/changes?topics=bread_types&cursor=0")
+            server.http.post(f"{server.url}/api/bread_types", json={"name": f"B{n}", "price": 3})
+            server.http.get(f"{server.url}/api/bread_types")
+            server.http.get(f"{server.url}/api/changes?topics=bread_types&cursor=0")
         changes = [stream.until("change")[-1] for _ in range(6)]
         assert len({c.id for c in changes}) == 6
-    session = requests.Session()
+    session = server.session()
     for _ in range(3):
         session.get(f"{server.url}/api/bread_types?limit=5")
     # A reconnecting client, and one whose cursor is from another epoch (a reset).

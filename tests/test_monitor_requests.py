@@ -63,8 +63,6 @@ def _log_lines(server) -> list[dict]:
 def test_a_stream_logs_its_open_and_its_close_with_duration_and_events_sent(start_server):
     import time
 
-    import requests
-
     from .delivery_tools import wait_for
     from .sse import SseStream
 
@@ -72,7 +70,7 @@ def test_a_stream_logs_its_open_and_its_close_with_duration_and_events_sent(star
     with SseStream(server.url, "topics=bread_types", headers={"X-Request-ID": "s-1"}) as stream:
         stream.until("ready")
         for name in ("Rye", "Spelt"):
-            requests.post(f"{server.url}/api/bread_types", json={"name": name, "price": 5})
+            server.http.post(f"{server.url}/api/bread_types", json={"name": name, "price": 5})
             stream.until("change")
         time.sleep(0.3)
     # The server notices the client left at its next heartbeat write.

@@ -1,7 +1,5 @@
 """A first end-to-end pass: write over HTTP, receive over SSE and poll."""
 
-import requests
-
 from .sse import SseStream
 
 SALE = {
@@ -15,17 +13,19 @@ SALE = {
 
 def test_write_reaches_stream_and_poll(start_server):
     server = start_server(workers=2, HEARTBEAT_SECONDS="1")
-    bread = requests.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5}).json()
+    bread = server.http.post(
+        f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5}
+    ).json()
     with SseStream(server.url, "topics=sales_logs") as stream:
         ready = stream.until("ready")[-1].json()
-        created = requests.post(
+        created = server.http.post(
             f"{server.url}/api/sales_logs", json=SALE | {"bread_type_id": bread["row"]["id"]}
         )
         assert created.status_code == 201
         change = stream.until("change")[-1]
         assert int(change.id) == created.json()["event"]
         assert change.json()["row"] == created.json()["row"]
-    polled = requests.get(
+    polled = server.http.get(
         f"{server.url}/api/changes", params={"topics": "sales_logs", "cursor": ready["cursor"]}
     )
     assert [e["id"] for e in polled.json()["events"]] == [created.json()["event"]]
@@ -33,7 +33,7 @@ def test_write_reaches_stream_and_poll(start_server):
 
 def test_ready_moves_last_event_id_past_the_replay(start_server):
     server = start_server()
-    requests.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
+    server.http.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
     with SseStream(server.url, "topics=shift_feedback&cursor=0") as stream:
         ready = stream.until("ready")[-1]
     assert ready.json() == {"cursor": int(ready.id), "replayed": 0}
@@ -58,7 +58,7 @@ def test_stream_headers_and_a_jittered_retry(start_server):
 def test_errors_before_a_stream_starts_are_json(start_server):
     server = start_server()
     for query in ("topics=nope", "topics=bread_types&cursor=soon", "topics=bread_types&x=1"):
-        response = requests.get(f"{server.url}/stream?{query}", timeout=10)
+        response = server.http.get(f"{server.url}/stream?{query}", timeout=10)
         assert response.status_code == 400
         assert response.headers["Content-Type"] == "application/json"
         assert set(response.json()) >= {"error", "message", "details"}

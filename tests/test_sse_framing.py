@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 
 import orjson
 import pytest
-import requests
 
 from feed import sse
 
@@ -162,18 +161,18 @@ def test_hostile_values_cross_a_real_stream_intact(start_server):
     server = start_server(TOPICS="alerts")
     hostile = "".join(NASTY)
     url = f"{server.url}/stream?topics=alerts,notifications"
-    with requests.get(url, stream=True, timeout=10) as response:
+    with server.http.get(url, stream=True, timeout=10) as response:
         chunks = response.iter_content(chunk_size=None)
         received = bytearray()
         read_until(chunks, received, 1, "ready")
-        published = requests.post(
+        published = server.http.post(
             f"{server.url}/api/publish",
             json={"topic": "alerts", "data": {hostile: hostile}},
             headers={"Idempotency-Key": "k\tid: 666 event: reset data: {}"},
             timeout=10,
         )
         assert published.status_code == 201, published.text
-        noted = requests.post(
+        noted = server.http.post(
             f"{server.url}/api/notifications", json={"title": hostile[:200]}, timeout=10
         )
         assert noted.status_code == 201, noted.text

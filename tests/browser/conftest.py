@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import pytest
-import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from models.activity import start_of_today
 from models.seed import seed
+
+from ..identities import sign_in_browser, sign_in_context
+from ..servers import http
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -50,16 +52,19 @@ def dashboard(seeded, start_server):
 
 
 @pytest.fixture
-def context(browser: Browser):
-    """A fresh browser profile (its own storage, locks and channels), closed at the end."""
+def context(browser: Browser, app, admin):
+    """A fresh browser profile (its own storage, locks and channels) signed in as the admin,
+    closed at the end."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     ctx.set_default_timeout(SETTLE_MS)
+    sign_in_context(ctx, app, admin)
     yield ctx
     ctx.close()
 
 
 def open_dashboard(context: BrowserContext, url: str) -> Page:
-    """Open the dashboard and wait until it is receiving."""
+    """Sign in as the admin, open the dashboard and wait until it is receiving."""
+    sign_in_browser(context, url)
     page = context.new_page()
     page.goto(url + "/")
     wait_state(page, "live")
@@ -90,9 +95,9 @@ def page_stock(page: Page) -> dict[int, int]:
 def db_stock(url: str) -> dict[int, int]:
     """Return produced − sold today per bread, from the server's own snapshots."""
     since = {"created_at": "gte." + start_of_today().strftime("%Y-%m-%dT%H:%M:%S.000Z")}
-    stock = {row["id"]: 0 for row in requests.get(f"{url}/api/bread_types").json()["rows"]}
+    stock = {row["id"]: 0 for row in http(url).get(f"{url}/api/bread_types").json()["rows"]}
     for table, sign in (("production_logs", 1), ("sales_logs", -1)):
-        for row in requests.get(f"{url}/api/{table}", params=since).json()["rows"]:
+        for row in http(url).get(f"{url}/api/{table}", params=since).json()["rows"]:
             stock[row["bread_type_id"]] += sign * row["quantity"]
     return stock
 
@@ -112,7 +117,7 @@ def wait_stock(page: Page, expected: dict[int, int], timeout: float = SETTLE_MS)
 
 def sale(url: str, bread_id: int = 1, quantity: int = 1, by: str = "test") -> dict:
     """Record a sale over HTTP, as another client would."""
-    response = requests.post(
+    response = http(url).post(
         f"{url}/api/sales_logs",
         json={
             "bread_type_id": bread_id,

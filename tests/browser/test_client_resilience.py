@@ -9,11 +9,12 @@ import threading
 import time
 
 import pytest
-import requests
 from playwright.sync_api import BrowserContext, Page
 
 from tests.delivery_tools import changes, ids, sell, wait_for
 
+from ..identities import sign_in_browser
+from ..servers import http
 from .conftest import sale, wait_state
 
 pytestmark = pytest.mark.browser
@@ -50,6 +51,7 @@ def open_client(context: BrowserContext, url: str, **options) -> Page:
     options = {"topics": [TOPIC], "heartbeat": HEARTBEAT_SECONDS, **options}
     html = CLIENT_PAGE % (json.dumps(options), TOPIC)
     context.route(address, lambda route: route.fulfill(body=html, content_type="text/html"))
+    sign_in_browser(context, url)
     page = context.new_page()
     page.goto(address)
     page.wait_for_selector("html[data-loaded]", state="attached")
@@ -59,7 +61,7 @@ def open_client(context: BrowserContext, url: str, **options) -> Page:
 
 def snapshot(url: str) -> list[dict]:
     """Return the table as the server's snapshot has it, in the page's order."""
-    response = requests.get(f"{url}/api/{TOPIC}", params={"order": "id.asc"}, timeout=10)
+    response = http(url).get(f"{url}/api/{TOPIC}", params={"order": "id.asc"}, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()["rows"]
 
@@ -81,7 +83,7 @@ def log_ids(url: str, cursor: int) -> list[int]:
 
 def open_streams(url: str) -> int:
     """Return how many streams and long polls the server holds open."""
-    return requests.get(f"{url}/monitor.json", timeout=10).json()["connections"]["total"]
+    return http(url).get(f"{url}/monitor.json", timeout=10).json()["connections"]["total"]
 
 
 def states_since(page: Page, since_ms: float) -> list[tuple[str, float]]:
@@ -108,7 +110,8 @@ def test_expired_cursor_resets_and_reloads_the_snapshot(seeded, start_server, co
     def expired() -> bool:
         query = {"topics": TOPIC, "cursor": cursor}
         return (
-            requests.get(f"{server.url}/api/changes", params=query, timeout=10).status_code == 410
+            server.http.get(f"{server.url}/api/changes", params=query, timeout=10).status_code
+            == 410
         )
 
     wait_for(expired, 15, "retention to expire the page's cursor")

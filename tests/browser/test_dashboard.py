@@ -5,7 +5,6 @@ import time
 from urllib.parse import urlparse
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
 from .conftest import (
@@ -67,7 +66,9 @@ def test_offline_writes_queue_then_flush_in_order(dashboard, context):
     assert expected[2] == before + 1
     for page in (first, second):
         wait_stock(page, expected)
-    sold = requests.get(f"{dashboard.url}/api/sales_logs", params={"bread_type_id": "eq.2"}).json()
+    sold = dashboard.http.get(
+        f"{dashboard.url}/api/sales_logs", params={"bread_type_id": "eq.2"}
+    ).json()
     assert [row["quantity"] for row in sold["rows"][-2:]] == [2, 2]
 
 
@@ -167,7 +168,7 @@ def logged_streams(access_log) -> list[str]:
 def test_concurrent_edit_shows_the_conflict_and_loses_nothing(dashboard, context):
     first = open_dashboard(context, dashboard.url)
     second = open_dashboard(context, dashboard.url)
-    version = requests.get(f"{dashboard.url}/api/bread_types/1").json()["row"]["version"]
+    version = dashboard.http.get(f"{dashboard.url}/api/bread_types/1").json()["row"]["version"]
     for page in (first, second):
         page.click('tr[data-bread="1"] button.edit')
         expect(page.locator("#edit-dialog")).to_be_visible()
@@ -185,9 +186,9 @@ def test_concurrent_edit_shows_the_conflict_and_loses_nothing(dashboard, context
     second.click("#conflict-mine")
     for page in (first, second):
         expect(page.locator('tr[data-bread="1"] td').first).to_have_text("€7.50")
-    row = requests.get(f"{dashboard.url}/api/bread_types/1").json()["row"]
+    row = dashboard.http.get(f"{dashboard.url}/api/bread_types/1").json()["row"]
     assert (row["price"], row["version"]) == (7.5, version + 2)
-    audit = requests.get(
+    audit = dashboard.http.get(
         f"{dashboard.url}/api/audit_logs",
         params={"target_table": "eq.bread_types", "action": "eq.update"},
     ).json()["rows"]

@@ -3,9 +3,9 @@
 import time
 
 import pytest
-import requests
 from playwright.sync_api import expect
 
+from ..identities import sign_in_browser
 from .conftest import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -17,7 +17,8 @@ def _updated(page) -> str:
 
 def test_monitor_renders_updates_live_pauses_and_resumes(start_server, context):
     server = start_server(workers=2, MONITOR_SECONDS="1", HEARTBEAT_SECONDS="1")
-    requests.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
+    server.http.post(f"{server.url}/api/bread_types", json={"name": "Rye", "price": 5})
+    sign_in_browser(context, server.url)
     page = context.new_page()
     page.goto(server.url + "/monitor")
     expect(page.locator("#mode")).to_have_attribute("data-mode", "live")
@@ -31,7 +32,7 @@ def test_monitor_renders_updates_live_pauses_and_resumes(start_server, context):
     first = _updated(page)
     page.wait_for_function("t => document.querySelector('#updated').dateTime !== t", arg=first)
     for n in range(5):
-        requests.post(f"{server.url}/api/bread_types", json={"name": f"B{n}", "price": 5})
+        server.http.post(f"{server.url}/api/bread_types", json={"name": f"B{n}", "price": 5})
     expect(page.locator("[data-k='counters.events_appended']")).not_to_have_text("–")
     page.wait_for_function(
         "() => Number(document.querySelector(\"svg[data-series='health']\").dataset.points) >= 3"

@@ -1,0 +1,1 @@
+"""Who is calling: passwords, API tokens, sessions, stream tokens, each request's principal."""

@@ -229,8 +229,12 @@ def _change(
     and describe the result."""
     policy = rt.registry.policy(table.name)
     action = {"POST": "insert", "PATCH": "update", "DELETE": "delete"}[method]
-    if principal is not None and isinstance(body, dict):
-        body = stamp(policy, principal, body, action=action)
+    if principal is not None:
+        if action == "insert" and policy.scope(action, principal) is None:
+            # A role without the right learns nothing about the body it sent.
+            raise forbidden(f"You may not insert into {table.name}.", table=table.name)
+        if isinstance(body, dict):
+            body = stamp(policy, principal, body, action=action)
     old = None
     if method == "POST":
         obj = table.model(**table.values_from_body(body, partial=False))
@@ -251,11 +255,15 @@ def _change(
             for column, value in table.values_from_body(body, partial=True).items():
                 setattr(obj, column, value)
         else:
+            if principal is not None:
+                # Before the flush, so a delete the principal may not make never reaches
+                # the database (and its constraints).
+                check_write(policy, principal, action, old, None, table=table.name)
             session.delete(obj)
         status = 200
     events = rt.transactions.appended(session)
     row = None if method == "DELETE" else table.row(obj)
-    if principal is not None:
+    if principal is not None and row is not None:
         # Checked once the change is flushed: the row as stored; an error rolls it back.
         check_write(policy, principal, action, old, row, table=table.name)
     own = [e.id for e in events if e.topic == table.name and e.data["pk"] == obj.id]

@@ -1,5 +1,6 @@
 """Shared pieces of the delivery-guarantee tests: a random writer, stream followers, the log."""
 
+import datetime as dt
 import random
 import socket
 import struct
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
+
+from feed.live import iso
 
 from .servers import http, server_at
 from .sse import SseStream, parse, split_lines
@@ -109,6 +112,12 @@ class Written:
     event: int
 
 
+def _moment(serial: int, token: str) -> str:
+    """Return a datetime unique to one call of one writer."""
+    seconds = int(token, 16) % 10**6 * 1000 + serial
+    return iso(dt.datetime(2026, 1, 1) + dt.timedelta(seconds=seconds))
+
+
 @dataclass
 class Writer:
     """Commit random inserts, updates and deletes over HTTP, remembering every acknowledgement.
@@ -145,7 +154,9 @@ class Writer:
             "bread_type_id": rng.choice(self.bread_types),
             "quantity": rng.randint(1, 100),
             "shift": rng.choice(SHIFTS),
-            "recorded_by": tag,
+            # The server names who recorded a row; this column, unique per call, makes every
+            # update a change.
+            "created_at": _moment(self.serial, self.token),
         }
         if table == "sales_logs":
             values["unit_price"] = round(rng.uniform(2, 9), 2)

@@ -13,6 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
+from . import ids
 from .bus import Bus
 from .cache import ReadCache
 from .capture import _APPENDED, MUTATION, Capture, event_body
@@ -135,6 +136,7 @@ class FeedRuntime:
         self._tables_seen = 0
         # A name clash is a configuration error: refuse to start rather than misroute.
         self._load_tables()
+        ids.migrate(self.engine, self._tables.values())
 
     # Tables and topics
 

@@ -43,6 +43,14 @@ class LiveMixin:
     version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        # Set on the mapped table, not in __table_args__, which a model may define for itself.
+        # SQLite otherwise hands a deleted newest row's id out again (PostgreSQL never does).
+        table = getattr(cls, "__table__", None)
+        if table is not None:
+            table.dialect_options["sqlite"]["autoincrement"] = True
+
 
 def is_live(obj_or_cls: Any) -> bool:
     """Tell whether a model instance or class is live."""

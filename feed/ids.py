@@ -18,21 +18,23 @@ def migrate(engine: sa.Engine, tables: Iterable[LiveTable]) -> list[str]:
     if engine.dialect.name != "sqlite":
         return []
     tables = list(tables)
-    raw = engine.raw_connection()
     try:
-        sqlite = raw.driver_connection
-        rebuilt = [t.name for t in tables if _lacks_autoincrement(sqlite, t.name)]
-        if rebuilt:
-            # Foreign keys cannot be switched off inside a transaction; dropping a parent
-            # table with them on would delete (or refuse) its children's rows.
-            sqlite.execute("PRAGMA foreign_keys=OFF")
-            try:
-                rebuilt = [t.name for t in tables if _rebuild(sqlite, t, engine.dialect)]
-            finally:
-                sqlite.execute("PRAGMA foreign_keys=ON")
-        return rebuilt
-    finally:
-        raw.close()
+        conn = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        # The app starts without its database (and answers 503); the next start migrates.
+        logger.warning("ids not checked, the database is unreachable: %s", exc.orig)
+        return []
+    with conn:
+        sqlite = conn.connection.driver_connection
+        if not any(_lacks_autoincrement(sqlite, t.name) for t in tables):
+            return []
+        # Foreign keys cannot be switched off inside a transaction; dropping a parent
+        # table with them on would delete (or refuse) its children's rows.
+        sqlite.execute("PRAGMA foreign_keys=OFF")
+        try:
+            return [t.name for t in tables if _rebuild(sqlite, t, engine.dialect)]
+        finally:
+            sqlite.execute("PRAGMA foreign_keys=ON")
 
 
 def _lacks_autoincrement(sqlite, name: str) -> bool:

@@ -131,6 +131,7 @@ def read_one(name: str, row_id: int):
     """Return one row."""
     rt = runtime()
     table = _table(name)
+    row_id = table.key(row_id)
     with rt.read() as conn:
         found = (
             conn.execute(sa.select(table.model.__table__).where(table.columns["id"] == row_id))
@@ -149,8 +150,6 @@ def _if_match(value: Any) -> int | None:
     """Parse an If-Match version: `"3"`, `W/"3"` or a bare 3; `*` matches any version."""
     if value is None or value == "" or value == "*":
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
     text = str(value).strip()
     text = text.removeprefix("W/").strip('"')
     return parse_int(text, "If-Match", low=1)
@@ -161,6 +160,8 @@ def apply_write(
 ) -> tuple[int, dict]:
     """Apply one write in its own transaction; return (status, body) once it is committed."""
     table = _table(name)
+    if row_id is not None:
+        row_id = table.key(row_id)
     try:
         return _idempotent(
             key,

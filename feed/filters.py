@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 
 from .errors import ApiError
-from .live import LiveTable, iso, parse_datetime, type_name
+from .live import LiveTable, iso, parse_bigint, parse_datetime, type_name
 
 # Query parameters that are not filters.
 STREAM_RESERVED = frozenset({"topics", "cursor", "limit", "wait"})
@@ -76,7 +76,7 @@ def _coerce(kind: str | None, text: str, column: str) -> Any:
         if kind is None:
             return _untyped(text)
         if kind == "integer":
-            return int(text)
+            return parse_bigint(int(text))
         if kind == "number":
             number = float(text)
             if not math.isfinite(number):
@@ -88,6 +88,8 @@ def _coerce(kind: str | None, text: str, column: str) -> Any:
             return iso(parse_datetime(text))
         if kind == "date":
             return dt.date.fromisoformat(text).isoformat()
+        if "\x00" in text:
+            raise ValueError("NUL")
         return text
     except (ValueError, KeyError):
         raise _bad_filter(

@@ -4,6 +4,7 @@ import contextlib
 import datetime as dt
 import decimal
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,8 +94,23 @@ def parse_datetime(text: str) -> dt.datetime:
     """
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            # 0001-01-01T00:00+01:00 is a year 0 in UTC, which nothing can hold.
+            raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
     return _to_ms(value)
+
+
+# The widest integer either database holds (SQLite INTEGER, PostgreSQL BIGINT).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def parse_bigint(value: int) -> int:
+    """Check that an integer fits the databases' 64 bits, raising ValueError when not."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("must fit in 64 bits")
+    return value
 
 
 # Integer widths the databases enforce (the narrowest first: both are Integer subclasses).
@@ -122,11 +138,18 @@ def _scaled(kind: sa.types.TypeEngine, value: Any) -> Any:
 
 def _number(kind: sa.types.TypeEngine, value: int | float) -> float | decimal.Decimal:
     """Check that a number fits the column and round it to the column's scale."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
     value = _scaled(kind, value)
     precision, scale = getattr(kind, "precision", None), getattr(kind, "scale", None)
     if precision is not None and scale is not None and abs(value) >= 10 ** (precision - scale):
         raise ValueError(f"must be less than 10^{precision - scale} in size")
-    return value if isinstance(value, decimal.Decimal) else float(value)
+    if isinstance(value, decimal.Decimal):
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError("must fit in a double") from None
 
 
 def stored_form(column: sa.Column, value: Any) -> Any:
@@ -171,6 +194,9 @@ def from_json(column: sa.Column, value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ValueError("must be a string")
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL; refused everywhere so both databases agree.
+        raise ValueError("may not contain NUL characters")
     length = getattr(column.type, "length", None)
     if length and len(value) > length:
         raise ValueError(f"must be at most {length} characters")
@@ -217,6 +243,19 @@ class LiveTable:
     def row_from_mapping(self, mapping: Any) -> dict:
         """Return the JSON form of a result row."""
         return {name: to_json(mapping[name]) for name in self.columns}
+
+    def key(self, row_id: int) -> int:
+        """Check a row id against the id column, or raise a 400 naming it."""
+        try:
+            return _integer(self.columns["id"].type, row_id)
+        except ValueError as exc:
+            raise ApiError(
+                400,
+                "invalid_id",
+                f"A {self.name} id {exc}.",
+                # As text: JSON (and orjson) cannot carry integers past 64 bits.
+                {"table": self.name, "id": str(row_id)},
+            ) from None
 
     def column(self, name: str) -> sa.Column:
         """Return a column by name, or raise a 400 naming it."""

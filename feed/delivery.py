@@ -12,7 +12,7 @@ from .errors import ApiError
 from .extension import FeedRuntime
 from .filters import Subscription, TopicView, view_query
 from .hub import Subscriber, render_frame
-from .log import Event
+from .log import Event, same_log
 
 # Events read from the log per query while replaying or polling.
 PAGE = 500
@@ -29,6 +29,9 @@ def _scan(
     whether that position is the head."""
     with runtime.read() as conn:
         head = runtime.log.head(conn)
+        if not same_log(after, head):
+            # The log moved to another epoch: nothing here follows this cursor (it resets).
+            return [], after, True
         events = runtime.log.read(
             conn, after, topics=list(subscription.topics), until=head, limit=PAGE
         )

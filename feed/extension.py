@@ -20,7 +20,7 @@ from .capture import _APPENDED, MUTATION, Capture, event_body
 from .hub import Hub
 from .idempotency import IdempotencyStore
 from .live import LiveTable, is_live, live_table
-from .log import Event, EventLog
+from .log import Event, EventLog, epoch_of
 from .metrics import FeedMetrics
 from .monitor import Monitor
 
@@ -215,6 +215,11 @@ class FeedRuntime:
         """Deliver events to the hub in id order, filling any hole from the log."""
         with self._ingest_lock:
             for event in events:
+                if epoch_of(event.id) != epoch_of(self.hub.head):
+                    # Stale, or the log moved to another epoch: the log says which.
+                    self._follow_log()
+                    if epoch_of(event.id) != epoch_of(self.hub.head):
+                        continue
                 if event.id <= self.hub.head:
                     continue
                 if event.id > self.hub.head + 1:
@@ -231,7 +236,14 @@ class FeedRuntime:
         page = 1000
         while True:
             with self.read() as conn:
-                events = self.log.read(conn, self.hub.head, until=until, limit=page)
+                head = self.log.head(conn)
+                if epoch_of(head) != epoch_of(self.hub.head):
+                    events = None
+                else:
+                    events = self.log.read(conn, self.hub.head, until=until, limit=page)
+            if events is None:
+                self._follow_log()
+                return
             for event in events:
                 self._to_hub(event)
             if len(events) < page:
@@ -244,13 +256,38 @@ class FeedRuntime:
         self.metrics.event_delivered(event)
 
     def rewind(self) -> None:
-        """Follow a log whose head went back (recreated under us): streams get a reset."""
+        """Follow a log that went back or moved to another epoch: streams get a reset."""
         with self._ingest_lock:
-            with self.read() as conn:
-                head = self.log.head(conn)
-            if head < self.hub.head:
-                logger.warning("the log went back from %d to %d: resetting", self.hub.head, head)
-                self.hub.rewind(head)
+            self._follow_log()
+
+    def _follow_log(self) -> None:
+        with self.read() as conn:
+            head = self.log.head(conn)
+        if epoch_of(head) == epoch_of(self.hub.head):
+            if head >= self.hub.head:
+                return
+            # Restored from a copy or emptied: the ids after its head would be handed out
+            # again, so it goes on as another log, in a new epoch.
+            logger.warning("the log went back from %d to %d: new epoch", self.hub.head, head)
+            head = self._renew(epoch_of(head))
+        logger.warning("the log is at %d, epoch %d: resetting streams", head, epoch_of(head))
+        self.hub.rewind(head)
+
+    def _renew(self, epoch: int) -> int:
+        """Move the log on from an epoch (unless another process did); return its head."""
+        with self.app.app_context(), self.write() as session:
+            conn = session.connection()
+            self.log.renew(conn, epoch)
+            return self.log.head(conn)
+
+    def _renew_if_restored(self) -> None:
+        """Give a log restored while no server ran a new epoch: Redis saw more of it."""
+        with self.read() as conn:
+            head = self.log.head(conn)
+        published = self.bus.high_water(epoch_of(head))
+        if published is not None and published > head:
+            logger.warning("the log is at %d but %d was published: new epoch", head, published)
+            self._renew(epoch_of(head))
 
     def _positions(self) -> tuple[int, int]:
         with self.read() as conn:
@@ -264,6 +301,7 @@ class FeedRuntime:
             return
         self.started = True
         with self.app.app_context():
+            self._renew_if_restored()
             with self.read() as conn:
                 self.hub.head = self.log.head(conn)
         self.bus.start()

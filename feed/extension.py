@@ -214,6 +214,7 @@ class FeedRuntime:
     def ingest(self, events: list[Event]) -> None:
         """Deliver events to the hub in id order, filling any hole from the log."""
         with self._ingest_lock:
+            again = False
             for event in events:
                 if epoch_of(event.id) != epoch_of(self.hub.head):
                     # Stale, or the log moved to another epoch: the log says which.
@@ -221,11 +222,16 @@ class FeedRuntime:
                     if epoch_of(event.id) != epoch_of(self.hub.head):
                         continue
                 if event.id <= self.hub.head:
+                    again = True
                     continue
                 if event.id > self.hub.head + 1:
                     self._deliver_from_log(until=event.id - 1)
                 if event.id > self.hub.head:
                     self._to_hub(event)
+            if again:
+                # An id seen before: a duplicate, or the first write to a log restored under
+                # us, handing its ids out anew. The log head tells, before it grows past ours.
+                self._follow_log()
 
     def catch_up(self) -> None:
         """Deliver every event the log holds beyond the hub's head."""

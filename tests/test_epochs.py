@@ -168,6 +168,20 @@ def test_a_copy_restored_under_a_running_server_resets_streams_and_old_cursors(
     assert _stream_reset(server.url, cursor)["reason"] == "epoch"
 
 
+def test_a_restored_log_grown_past_at_once_is_caught_by_its_first_write(
+    database_url, start_server, tmp_path
+):
+    # The relay would only notice much later: the first write's id, seen before, tells.
+    server = start_server(RELAY_SECONDS="30", MONITOR_SECONDS="0")
+    backup, bread_ids, cursor = _copied_then_grown(server, database_url, tmp_path)
+    _copy(backup, _path(database_url))
+    sell(server.url, bread_ids[0], "night")
+    wait_for(lambda: epoch_of(head(server.url)) != epoch_of(cursor), 5, "a new epoch")
+    while _counter(head(server.url)) <= _counter(cursor):
+        sell(server.url, bread_ids[0], "night")
+    assert _poll_reset(server.url, cursor)["reason"] == "epoch"
+
+
 def test_a_copy_restored_while_down_then_grown_past_resets_old_cursors(
     database_url, start_server, tmp_path
 ):

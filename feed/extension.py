@@ -289,9 +289,13 @@ class FeedRuntime:
     def _renew_if_restored(self) -> None:
         """Give a log restored while no server ran a new epoch: Redis saw more of it."""
         with self.read() as conn:
+            epoch = epoch_of(self.log.head(conn))
+        # Redis first, the head after: what was published was committed before, so a live
+        # log's head is never below it, however busy other processes are meanwhile.
+        published = self.bus.high_water(epoch)
+        with self.read() as conn:
             head = self.log.head(conn)
-        published = self.bus.high_water(epoch_of(head))
-        if published is not None and published > head:
+        if published is not None and published > head and epoch_of(head) == epoch:
             logger.warning("the log is at %d but %d was published: new epoch", head, published)
             self._renew(epoch_of(head))
 

@@ -24,7 +24,6 @@ def rye(client) -> dict:
         (f"version=lte.{BELOW_INT64}", "invalid_filter", "version"),
         (f"quantity=eq.{ABOVE_INT64}", "invalid_filter", "quantity"),
         (f"offset={TOO_BIG}", "invalid_offset", "offset"),
-        ("shift=eq.a%00b", "invalid_filter", "shift"),
     ],
 )
 def test_snapshot_parameters_out_of_range_are_400(client, rye, query, code, named):
@@ -75,7 +74,6 @@ def test_path_ids_out_of_range_are_400(app, client, rye, row_id, method):
         ("quantity", -(2**63) - 1),
         ("quantity", 2**31),
         ("unit_price", 10**30),
-        ("shift", "night\x00shift"),
     ],
 )
 def test_write_values_out_of_range_are_400(app, client, rye, column, value):
@@ -118,3 +116,11 @@ def test_batch_ids_and_versions_out_of_range_are_400(app, client, rye, op):
         results = client.post("/api/batch", json={"ops": [op]}).get_json()["results"]
     assert results[0]["status"] == 400
     assert results[0]["body"]["error"] in ("invalid_id", "invalid_if_match")
+
+
+def test_datetimes_before_the_year_1000_keep_four_digit_years(client, rye):
+    row = SALE | {"bread_type_id": rye["id"], "created_at": "0070-02-24T13:09:18.5Z"}
+    written = client.post("/api/sales_logs", json=row).get_json()["row"]
+    assert written["created_at"] == "0070-02-24T13:09:18.500Z"
+    found = client.get("/api/sales_logs?created_at=lt.0070-02-24T13:09:19Z").get_json()["rows"]
+    assert [r["id"] for r in found] == [written["id"]]

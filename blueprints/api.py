@@ -150,7 +150,9 @@ def _if_match(value: Any) -> int | None:
     """Parse an If-Match version: `"3"`, `W/"3"` or a bare 3; `*` matches any version."""
     if value is None or value == "" or value == "*":
         return None
-    text = str(value).strip()
+    # A batch op's if_match may be any JSON: only a number or a string can be a version
+    # (and str() of a deeply nested list would recurse past Python's limit).
+    text = str(value).strip() if isinstance(value, int | str) else ""
     text = text.removeprefix("W/").strip('"')
     return parse_int(text, "If-Match", low=1)
 
@@ -288,12 +290,17 @@ def _batch_op(op: Any) -> tuple[int, dict]:
         method = op.get("method")
         if method not in WRITE_METHODS:
             raise ApiError(
-                400, "invalid_method", "method must be POST, PATCH or DELETE.", {"method": method}
+                400,
+                "invalid_method",
+                "method must be POST, PATCH or DELETE.",
+                # Any JSON may come here; orjson cannot encode it past 254 levels deep.
+                {"method": method if isinstance(method, str) else None},
             )
         name = op.get("table")
         if not isinstance(name, str):
             raise ApiError(400, "invalid_op", "table must be a table name.")
-        row_id = op.get("id")
+        # A POST names no row: whatever its op says under "id" is not one.
+        row_id = op.get("id") if method != "POST" else None
         if method != "POST" and (not isinstance(row_id, int) or isinstance(row_id, bool)):
             raise ApiError(400, "invalid_op", f"{method} needs the row's integer id.")
         key = op.get("key")

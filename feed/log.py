@@ -108,9 +108,11 @@ class EventLog:
             sa.Column("epoch", sa.BigInteger, nullable=False),
             sa.Column("renewed", sa.Boolean, nullable=False, default=False),
         )
-        sa.event.listen(self.meta, "after_create", lambda _table, conn, **_kw: self.begin(conn))
+        sa.event.listen(
+            self.meta, "after_create", lambda _table, conn, **_kw: self.choose_epoch(conn)
+        )
 
-    def begin(self, conn: sa.Connection) -> None:
+    def choose_epoch(self, conn: sa.Connection) -> None:
         """Give a log its epoch: the one its ids already use, or a random one when empty."""
         if conn.execute(sa.select(self.meta.c.id)).first() is not None:
             return
@@ -121,7 +123,7 @@ class EventLog:
         epoch = _new_epoch(None) if newest is None else epoch_of(newest)
         conn.execute(self.meta.insert().values(id=1, epoch=epoch, renewed=False))
 
-    def _state(self) -> tuple[sa.ScalarSelect, sa.ColumnElement]:
+    def _state(self) -> tuple[sa.ColumnElement, sa.ColumnElement]:
         """Return the current epoch and renewed flag as SQL (epoch 0 for a log without)."""
         m = self.meta.c
         epoch = sa.func.coalesce(sa.select(m.epoch).where(m.id == 1).scalar_subquery(), 0)

@@ -44,6 +44,14 @@ def init_app(app: Flask) -> None:
         body = _body("database_unavailable", "The database cannot be reached; try again soon.")
         return json_response(body, 503, {"Retry-After": "1"})
 
+    # A value the parsers let through but the database cannot hold (NUL in PostgreSQL text):
+    # the request's fault, and its transaction was rolled back.
+    @app.errorhandler(sa.exc.DataError)
+    def _value_refused(error: sa.exc.DataError):
+        logger.warning("the database refused a value: %s", error.orig)
+        body = _body("invalid_value", "A value in the request cannot be stored by the database.")
+        return json_response(body, 400)
+
     @app.errorhandler(Exception)
     def _crash(error: Exception):
         logger.exception("unhandled error")

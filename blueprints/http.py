@@ -7,6 +7,7 @@ import orjson
 from flask import Response, request
 
 from feed import ApiError
+from feed.live import INT64_MAX
 
 _INTEGER = re.compile(r"-?[0-9]+")
 
@@ -34,7 +35,7 @@ def json_body() -> Any:
         ) from None
 
 
-def int_arg(name: str, default: int | None, *, low: int, high: int | None = None) -> int | None:
+def int_arg(name: str, default: int | None, *, low: int, high: int = INT64_MAX) -> int | None:
     """Read an integer query parameter within bounds, or raise a 400 naming it."""
     text = request.args.get(name)
     if text is None or text == "":
@@ -42,12 +43,13 @@ def int_arg(name: str, default: int | None, *, low: int, high: int | None = None
     return parse_int(text, name, low=low, high=high)
 
 
-def parse_int(text: str, name: str, *, low: int, high: int | None = None) -> int:
-    """Parse an integer value within bounds, or raise a 400 naming it."""
+def parse_int(text: str, name: str, *, low: int, high: int = INT64_MAX) -> int:
+    """Parse an integer value within bounds (at most what the database holds), or raise a
+    400 naming it."""
     # int() would also take "1_000", " 7" and non-ASCII digits; the protocol means plain ones.
-    value = int(text) if _INTEGER.fullmatch(text) else None
-    if value is None or value < low or (high is not None and value > high):
-        bound = f" between {low} and {high}" if high is not None else f" of at least {low}"
+    value = int(text) if _INTEGER.fullmatch(text) and len(text) <= 40 else None
+    if value is None or not low <= value <= high:
+        bound = f" between {low} and {high}"
         raise ApiError(
             400,
             f"invalid_{name.replace('-', '_').lower()}",

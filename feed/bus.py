@@ -9,7 +9,7 @@ import gevent
 import redis
 from gevent.event import Event as Signal
 
-from .log import Event
+from .log import Event, epoch_of
 
 logger = logging.getLogger("tidings.bus")
 
@@ -84,8 +84,24 @@ class Bus:
         with self.client.pipeline(transaction=False) as pipe:
             for event in events:
                 pipe.publish(self.channel, event.raw)
+            # The newest id published per epoch, kept outside the database, tells a log
+            # restored from a copy while no server ran (GT keeps the maximum).
+            newest = max(event.id for event in events)
+            pipe.zadd(self._heads, {str(epoch_of(newest)): newest}, gt=True)
             pipe.execute()
         self.published += len(events)
+
+    @property
+    def _heads(self) -> str:
+        return f"{self.channel}:heads"
+
+    def high_water(self, epoch: int) -> int | None:
+        """Return the newest id published in an epoch, None when unknown or Redis is down."""
+        try:
+            score = self.client.zscore(self._heads, str(epoch))
+        except REDIS_DOWN:
+            return None
+        return None if score is None else int(score)
 
     def _publish_queued(self) -> None:
         """Drain the outbox; while Redis is down, deliver here from memory instead."""

@@ -15,7 +15,7 @@ from .credentials import Credential
 from .errors import ApiError
 from .filters import Subscription, TopicView, view_query
 from .hub import Subscriber, render_frame
-from .log import Event
+from .log import Event, same_log
 from .principal import Principal
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ def _scan(
     whether that position is the head."""
     with runtime.read() as conn:
         head = runtime.log.head(conn)
+        if not same_log(after, head):
+            # The log moved to another epoch: nothing here follows this cursor (it resets).
+            return [], after, True
         events = runtime.log.read(
             conn, after, topics=list(subscription.topics), until=head, limit=PAGE
         )

@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Session
 
-from . import writes
+from . import ids, writes
 from .bus import Bus
 from .cache import ReadCache
 from .capture import Capture
@@ -92,6 +92,7 @@ class FeedRuntime:
             self.cache,
             self.transactions,
             self.latencies,
+            app_context=app.app_context,
             tick_seconds=config["RELAY_SECONDS"],
         )
         self.redis = redis.Redis.from_url(
@@ -105,6 +106,7 @@ class FeedRuntime:
         self.monitor = Monitor(self)
         self.started = False
         self._greenlets: list[gevent.Greenlet] = []
+        ids.migrate(self.engine, self.registry.tables.values())
 
     # The parts' entry points, under the names the app and its scripts use
 
@@ -152,6 +154,7 @@ class FeedRuntime:
             return
         self.started = True
         with self.app.app_context():
+            self.relay.renew_if_restored(self.bus)
             self.relay.start_at_head()
         self.bus.start()
         self._greenlets = [

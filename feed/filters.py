@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 
 from .errors import ApiError
-from .live import LiveTable, iso, parse_datetime, type_name
+from .live import LiveTable, iso, parse_bigint, parse_datetime, type_name
 
 # Query parameters that are not filters.
 STREAM_RESERVED = frozenset({"topics", "cursor", "limit", "wait", "access_token"})
@@ -78,7 +78,7 @@ def _coerce(kind: str | None, text: str, column: str) -> Any:
         if kind is None:
             return _untyped(text)
         if kind == "integer":
-            return int(text)
+            return parse_bigint(int(text))
         if kind == "number":
             number = float(text)
             if not math.isfinite(number):

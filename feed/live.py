@@ -4,6 +4,7 @@ import contextlib
 import datetime as dt
 import decimal
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ def iso(value: dt.datetime) -> str:
     """Format a UTC datetime as ISO 8601 with milliseconds and Z."""
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    # isoformat pads years before 1000 to four digits; strftime("%Y") does not everywhere.
+    # Not strftime: its %Y drops the leading zeros of years before 1000 on glibc.
     return value.isoformat(timespec="milliseconds") + "Z"
 
 
@@ -43,6 +44,14 @@ class LiveMixin:
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     version: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=1)
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime, nullable=False, default=utcnow)
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        # Set on the mapped table, not in __table_args__, which a model may define for itself.
+        # SQLite otherwise hands a deleted newest row's id out again (PostgreSQL never does).
+        table = getattr(cls, "__table__", None)
+        if table is not None:
+            table.dialect_options["sqlite"]["autoincrement"] = True
 
 
 def is_live(obj_or_cls: Any) -> bool:
@@ -86,8 +95,23 @@ def parse_datetime(text: str) -> dt.datetime:
     """
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            # 0001-01-01T00:00+01:00 is a year 0 in UTC, which nothing can hold.
+            raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
     return _to_ms(value)
+
+
+# The widest integer either database holds (SQLite INTEGER, PostgreSQL BIGINT).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def parse_bigint(value: int) -> int:
+    """Check that an integer fits the databases' 64 bits, raising ValueError when not."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("must fit in 64 bits")
+    return value
 
 
 # Integer widths the databases enforce (the narrowest first: both are Integer subclasses).
@@ -115,11 +139,18 @@ def _scaled(kind: sa.types.TypeEngine, value: Any) -> Any:
 
 def _number(kind: sa.types.TypeEngine, value: int | float) -> float | decimal.Decimal:
     """Check that a number fits the column and round it to the column's scale."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
     value = _scaled(kind, value)
     precision, scale = getattr(kind, "precision", None), getattr(kind, "scale", None)
     if precision is not None and scale is not None and abs(value) >= 10 ** (precision - scale):
         raise ValueError(f"must be less than 10^{precision - scale} in size")
-    return value if isinstance(value, decimal.Decimal) else float(value)
+    if isinstance(value, decimal.Decimal):
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError("must fit in a double") from None
 
 
 def stored_form(column: sa.Column, value: Any) -> Any:
@@ -210,6 +241,19 @@ class LiveTable:
     def row_from_mapping(self, mapping: Any) -> dict:
         """Return the JSON form of a result row."""
         return {name: to_json(mapping[name]) for name in self.columns}
+
+    def key(self, row_id: int) -> int:
+        """Check a row id against the id column, or raise a 400 naming it."""
+        try:
+            return _integer(self.columns["id"].type, row_id)
+        except ValueError as exc:
+            raise ApiError(
+                400,
+                "invalid_id",
+                f"A {self.name} id {exc}.",
+                # As text: JSON (and orjson) cannot carry integers past 64 bits.
+                {"table": self.name, "id": str(row_id)},
+            ) from None
 
     def column(self, name: str) -> sa.Column:
         """Return a column by name, or raise a 400 naming it."""

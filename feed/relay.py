@@ -10,6 +10,8 @@ brought (a crash before publish, an outage), and follows a log that went back.
 
 import logging
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import gevent
 
@@ -18,7 +20,7 @@ from .cache import ReadCache
 from .credentials import Credentials
 from .hub import Hub
 from .latency import Latencies
-from .log import Event, EventLog
+from .log import Event, EventLog, epoch_of
 from .transactions import Transactions
 
 logger = logging.getLogger("tidings.relay")
@@ -39,6 +41,7 @@ class Relay:
         transactions: Transactions,
         latencies: Latencies,
         *,
+        app_context: Callable[[], AbstractContextManager],
         tick_seconds: float,
     ):
         self.log = log
@@ -47,6 +50,7 @@ class Relay:
         self.cache = cache
         self.transactions = transactions
         self.latencies = latencies
+        self.app_context = app_context
         self.tick_seconds = tick_seconds
         self._lock = threading.Lock()
 
@@ -60,13 +64,24 @@ class Relay:
     def ingest(self, events: list[Event]) -> None:
         """Deliver events to the hub in id order, filling any hole from the log."""
         with self._lock:
+            again = False
             for event in events:
+                if epoch_of(event.id) != epoch_of(self.hub.head):
+                    # Stale, or the log moved to another epoch: the log says which.
+                    self._follow_log()
+                    if epoch_of(event.id) != epoch_of(self.hub.head):
+                        continue
                 if event.id <= self.hub.head:
+                    again = True
                     continue
                 if event.id > self.hub.head + 1:
                     self._deliver_from_log(until=event.id - 1)
                 if event.id > self.hub.head:
                     self._to_hub(event)
+            if again:
+                # An id seen before: a duplicate, or the first write to a log restored under
+                # us, handing its ids out anew. The log head tells, before it grows past ours.
+                self._follow_log()
 
     def catch_up(self) -> None:
         """Deliver every event the log holds beyond the hub's head."""
@@ -76,13 +91,42 @@ class Relay:
     # The log
 
     def rewind(self) -> None:
-        """Follow a log whose head went back (recreated under us): streams get a reset."""
+        """Follow a log that went back or moved to another epoch: streams get a reset."""
         with self._lock:
-            with self.transactions.read() as conn:
-                head = self.log.head(conn)
-            if head < self.hub.head:
-                logger.warning("the log went back from %d to %d: resetting", self.hub.head, head)
-                self.hub.rewind(head)
+            self._follow_log()
+
+    def renew_if_restored(self, bus) -> None:
+        """Give a log restored while no server ran a new epoch: Redis saw more of it."""
+        with self.transactions.read() as conn:
+            epoch = epoch_of(self.log.head(conn))
+        # Redis first, the head after: what was published was committed before, so a live
+        # log's head is never below it, however busy other processes are meanwhile.
+        published = bus.high_water(epoch)
+        with self.transactions.read() as conn:
+            head = self.log.head(conn)
+        if published is not None and published > head and epoch_of(head) == epoch:
+            logger.warning("the log is at %d but %d was published: new epoch", head, published)
+            self._renew(epoch)
+
+    def _follow_log(self) -> None:
+        with self.transactions.read() as conn:
+            head = self.log.head(conn)
+        if epoch_of(head) == epoch_of(self.hub.head):
+            if head >= self.hub.head:
+                return
+            # Restored from a copy or emptied: the ids after its head would be handed out
+            # again, so it goes on as another log, in a new epoch.
+            logger.warning("the log went back from %d to %d: new epoch", self.hub.head, head)
+            head = self._renew(epoch_of(head))
+        logger.warning("the log is at %d, epoch %d: resetting streams", head, epoch_of(head))
+        self.hub.rewind(head)
+
+    def _renew(self, epoch: int) -> int:
+        """Move the log on from an epoch (unless another process did); return its head."""
+        with self.app_context(), self.transactions.write() as session:
+            conn = session.connection()
+            self.log.renew(conn, epoch)
+            return self.log.head(conn)
 
     def positions(self) -> tuple[int, int]:
         """Return the log's head and the hub's head."""
@@ -92,7 +136,12 @@ class Relay:
     def _deliver_from_log(self, until: int | None) -> None:
         while True:
             with self.transactions.read() as conn:
-                events = self.log.read(conn, self.hub.head, until=until, limit=PAGE)
+                head = self.log.head(conn)
+                same = epoch_of(head) == epoch_of(self.hub.head)
+                events = self.log.read(conn, self.hub.head, until=until, limit=PAGE) if same else []
+            if not same:
+                self._follow_log()
+                return
             for event in events:
                 self._to_hub(event)
             if len(events) < PAGE:
@@ -116,10 +165,10 @@ class Relay:
             try:
                 log_head, hub_head = self.positions()
                 # With Redis up, events get one tick to arrive before the log is read.
-                if log_head > hub_head and (not bus.up or hub_head < seen_head):
-                    self.catch_up()
-                elif log_head < hub_head:
+                if log_head < hub_head or epoch_of(log_head) != epoch_of(hub_head):
                     self.rewind()
+                elif log_head > hub_head and (not bus.up or hub_head < seen_head):
+                    self.catch_up()
                 seen_head = log_head
             except Exception:
                 logger.exception("relay pass failed")

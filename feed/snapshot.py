@@ -110,6 +110,7 @@ def read_row(
 ) -> dict:
     """Return one row of a table as JSON, or raise a 404."""
     table = rt.registry.table(name)
+    row_id = table.key(row_id)
     query = sa.select(table.model.__table__).where(
         table.columns["id"] == row_id, *read_clauses(table, principal)
     )

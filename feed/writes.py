@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from .capture import event_body
 from .errors import ApiError
-from .live import LiveTable
+from .live import INT64_MAX, LiveTable
 from .log import Event
 from .policy import check_write, forbidden, read_clauses, row_not_found, stamp
 from .principal import Principal
@@ -34,10 +34,11 @@ def parse_version(value: Any) -> int | None:
     """Parse an If-Match version: `"3"`, `W/"3"` or a bare 3; `*` (or nothing) matches any."""
     if value is None or value == "" or value == "*":
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip().removeprefix("W/").strip('"')
-    if text.isascii() and text.isdigit() and int(text) >= 1:
+    # A batch op's if_match may be any JSON: only a number or a string can be a version
+    # (and str() of a deeply nested list would recurse past Python's limit).
+    text = str(value).strip() if isinstance(value, int | str) else ""
+    text = text.removeprefix("W/").strip('"')
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= INT64_MAX:
         return int(text)
     raise ApiError(
         400,
@@ -69,6 +70,8 @@ def write(
 ) -> tuple[int, dict]:
     """Apply one POST, PATCH or DELETE to a live table; return (status, body) once committed."""
     table = rt.registry.table(name)
+    if row_id is not None:
+        row_id = table.key(row_id)
     try:
         return _idempotent(
             rt,
@@ -112,12 +115,17 @@ def _batch_op(rt: "FeedRuntime", op: Any, principal: Principal | None) -> tuple[
     method = op.get("method")
     if method not in WRITE_METHODS:
         raise ApiError(
-            400, "invalid_method", "method must be POST, PATCH or DELETE.", {"method": method}
+            400,
+            "invalid_method",
+            "method must be POST, PATCH or DELETE.",
+            # Any JSON may come here; orjson cannot encode it past 254 levels deep.
+            {"method": method if isinstance(method, str) else None},
         )
     name = op.get("table")
     if not isinstance(name, str):
         raise ApiError(400, "invalid_op", "table must be a table name.")
-    row_id = op.get("id")
+    # A POST names no row: whatever its op says under "id" is not one.
+    row_id = op.get("id") if method != "POST" else None
     if method != "POST" and (not isinstance(row_id, int) or isinstance(row_id, bool)):
         raise ApiError(400, "invalid_op", f"{method} needs the row's integer id.")
     key = op.get("key")

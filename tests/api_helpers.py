@@ -5,6 +5,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from feed import runtime
+from feed.log import epoch_of, first_id
 
 SALE = {
     "quantity": 2,
@@ -48,6 +49,11 @@ def log_head(app) -> int:
         rt = runtime()
         with rt.read() as conn:
             return rt.log.head(conn)
+
+
+def log_start(app) -> int:
+    """Return the cursor before the log's first event (the first id of its epoch)."""
+    return first_id(epoch_of(log_head(app)))
 
 
 def database_state(app) -> dict:

@@ -1,5 +1,6 @@
 """Users for tests: the two demo stores, an admin with an API token, and users of any role."""
 
+import datetime as dt
 import functools
 import itertools
 from dataclasses import dataclass
@@ -111,3 +112,37 @@ def sign_in_context(context, app: Flask, identity: Identity) -> None:
     cookie = sessions.cookie_value(app.config["SECRET_KEY"], sid)
     context.add_cookies([{"name": sessions.COOKIE, "value": cookie, "url": "http://127.0.0.1"}])
     context.set_extra_http_headers({"X-CSRF-Token": csrf_token})
+
+
+def recreate_database(app: Flask, *keep: Identity) -> None:
+    """Drop and create every table, as a database made anew; the stores and the given
+    users (with their tokens) come back as they were, so the same clients still work."""
+    from feed.live import utcnow
+    from identity.secret import digest
+    from models import ApiToken, db
+
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    seed_stores(app)
+    with app.app_context(), runtime().write() as session:
+        for identity in keep:
+            user = User(
+                id=identity.user_id,
+                username=identity.username,
+                password_hash=password_hash(),
+                role=identity.role,
+                store_id=identity.store_id,
+            )
+            session.add(user)
+            session.flush()
+            now = utcnow()
+            session.add(
+                ApiToken(
+                    user_id=user.id,
+                    name="tests",
+                    secret_hash=digest(identity.token),
+                    created_at=now,
+                    expires_at=now + dt.timedelta(days=1),
+                )
+            )

@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 from blueprints.limiter import REDIS_CONNECTIONS
 from feed.delivery import poll
 from feed.filters import parse_subscription
+from feed.log import epoch_of, first_id
 
 from .delivery_tools import (
     SALE,
@@ -70,14 +71,16 @@ def test_expired_cursor_gets_a_reset_on_the_stream_and_410_on_poll(start_server)
     bread_types = create_bread_types(server.url)
     run_writers(server.url, bread_types, 30, tables=("sales_logs",))
     query = "topics=sales_logs&sales_logs.shift=eq.morning"
+    # The log's first event: retention prunes it.
+    first = first_id(epoch_of(head(server.url))) + 1
 
     def expired() -> bool:
-        polled = server.http.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
+        polled = server.http.get(f"{server.url}/api/changes?{query}&cursor={first}", timeout=10)
         return polled.status_code == 410
 
     wait_for(expired, 10, "retention to prune the log")
     before = head(server.url)
-    polled = server.http.get(f"{server.url}/api/changes?{query}&cursor=1", timeout=10)
+    polled = server.http.get(f"{server.url}/api/changes?{query}&cursor={first}", timeout=10)
     assert polled.status_code == 410
     body = polled.json()
     assert body["error"] == "cursor_expired"
@@ -86,7 +89,7 @@ def test_expired_cursor_gets_a_reset_on_the_stream_and_410_on_poll(start_server)
     assert body["reset"]["reason"] == "expired"
     assert body["reset"]["cursor"] >= before
     assert body["reset"]["snapshot"] == "/api/sales_logs?shift=eq.morning"
-    with SseStream(server.url, query, last_event_id="1") as stream:
+    with SseStream(server.url, query, last_event_id=str(first)) as stream:
         opening = stream.until("ready")
         assert [b.event for b in opening] == [None, "reset", "ready"]
         reset = opening[1].json()
@@ -267,6 +270,7 @@ def test_a_log_recreated_under_a_running_server_resets_its_streams(app, start_se
 
     server = start_server(HEARTBEAT_SECONDS="1", RELAY_SECONDS="0.2")
     create_bread_types(server.url)
+    before = head(server.url)
     with SseStream(server.url, "topics=bread_types") as stream:
         stream.until("ready")
         # The events table starts over, as after restoring or recreating the database.
@@ -277,7 +281,9 @@ def test_a_log_recreated_under_a_running_server_resets_its_streams(app, start_se
         reset = next(b for b in stream.blocks if b.event == "reset" or time.monotonic() > deadline)
         assert reset.event == "reset", "no reset within 10 s of the log starting over"
         assert reset.json()["reason"] == "epoch"
-        assert int(reset.id) == reset.json()["cursor"] == 0
+        # The emptied log goes on in a new epoch: the old one's cursors are another log's.
+        assert int(reset.id) == reset.json()["cursor"]
+        assert epoch_of(reset.json()["cursor"]) != epoch_of(before)
         created = server.http.post(
             f"{server.url}/api/bread_types", json={"name": "Fresh", "price": 4}, timeout=10
         ).json()

@@ -8,13 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feed.filters import Condition, TopicView, parse_condition, view_query
-from feed.live import iso
+from feed.live import INT64_MAX, INT64_MIN, iso
 
 from .model import GADGETS
 
 # Filter values in the JSON form parse_condition gives them, by column.
 VALUES = {
-    "size": st.integers(),
+    # The integers the databases hold (64 bits); wider ones are refused.
+    "size": st.integers(min_value=INT64_MIN, max_value=INT64_MAX),
     "weight": st.floats(allow_nan=False, allow_infinity=False),
     "active": st.booleans(),
     "made_on": st.dates().map(dt.date.isoformat),

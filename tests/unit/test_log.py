@@ -54,7 +54,8 @@ def test_bounds_and_head(engine, log):
     [(0, True, False), (3, True, False), (4, False, False), (9, False, False), (10, False, True)],
 )
 def test_a_cursor_is_expired_when_its_next_event_was_pruned(cursor, expired, other_epoch):
-    bounds = Bounds(tail=5, head=9)
+    # Events 1 to 4 were pruned: the log no longer holds its whole history.
+    bounds = Bounds(tail=5, head=9, whole=False)
     assert bounds.expired(cursor) is expired
     assert bounds.from_other_epoch(cursor) is other_epoch
 
@@ -69,7 +70,7 @@ def test_prune_by_count_keeps_the_newest(engine, log):
     append(engine, log, *"abcdefghij")
     with engine.begin() as conn:
         assert log.prune(conn, max_age_seconds=3600, max_events=3) == 7
-        assert log.bounds(conn) == Bounds(tail=8, head=10)
+        assert log.bounds(conn) == Bounds(tail=8, head=10, whole=False)
         assert log.prune(conn, max_age_seconds=3600, max_events=3) == 0
 
 
@@ -79,7 +80,7 @@ def test_prune_by_age_drops_only_old_events(engine, log):
         c = log.table.c
         conn.execute(log.table.update().where(c.id <= 2).values(created_at=time.time() - 7200))
         assert log.prune(conn, max_age_seconds=3600, max_events=100) == 2
-        assert log.bounds(conn) == Bounds(tail=3, head=4)
+        assert log.bounds(conn) == Bounds(tail=3, head=4, whole=False)
 
 
 def test_prune_never_deletes_the_head(engine, log):
@@ -87,7 +88,7 @@ def test_prune_never_deletes_the_head(engine, log):
     with engine.begin() as conn:
         conn.execute(log.table.update().values(created_at=time.time() - 7200))
         assert log.prune(conn, max_age_seconds=0, max_events=0) == 2
-        assert log.bounds(conn) == Bounds(tail=3, head=3)
+        assert log.bounds(conn) == Bounds(tail=3, head=3, whole=False)
         assert [e.id for e in log.read(conn, 0)] == [3]
     # The next id follows the kept head: ids are never handed out twice.
     assert [e.id for e in append(engine, log, "d")] == [4]

@@ -2,12 +2,10 @@
 
 The case table is tests/filter_cases.json, which the browser client's test runs too."""
 
-import json
-from pathlib import Path
-
 import pytest
 
 from .api_helpers import bread, log_head
+from .filter_cases import CASES, case_id, insert_rows
 
 SALES = [
     # quantity, unit_price, shift, created_at
@@ -19,26 +17,16 @@ SALES = [
 ]
 
 
-CASES = json.loads((Path(__file__).parent / "filter_cases.json").read_text(encoding="utf-8"))
-
-
-def case_id(case: dict) -> str:
-    """Name a shared case by its query parameter."""
-    return f"{case['table']}.{case['column']}={case['filter']}"
-
-
 @pytest.fixture
 def shared_rows(client) -> dict[str, list[int]]:
     """Insert the shared cases' rows; return their ids by table, in file order."""
-    ids = {}
-    for table, rows in CASES["rows"].items():
-        ids[table] = []
-        for row in rows:
-            extra = {"bread_type_id": ids["bread_types"][0]} if table == "sales_logs" else {}
-            response = client.post(f"/api/{table}", json=row | extra)
-            assert response.status_code == 201, response.get_json()
-            ids[table].append(response.get_json()["row"]["id"])
-    return ids
+
+    def post(path: str, body: dict) -> dict:
+        response = client.post(path, json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["row"]
+
+    return insert_rows(post)
 
 
 @pytest.fixture

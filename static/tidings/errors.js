@@ -4,6 +4,7 @@
 export class ApiError extends Error {
   constructor(status, body) {
     super(body?.message || `The server answered ${status}.`);
+    this.name = new.target.name;
     this.status = status;
     this.code = body?.error || "error";
     this.details = body?.details ?? {};

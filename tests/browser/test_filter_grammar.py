@@ -1,0 +1,268 @@
+"""The browser client's filter grammar in a real Chromium against a real gunicorn: the real
+static/tidings/filters.js answers every shared case (tests/filter_cases.json) as the server
+does, a live table keeps exactly the rows the server's filter selects, and a filter the server
+refuses, connect() refuses too, with the server's message."""
+
+import json
+
+import pytest
+import requests
+from playwright.sync_api import BrowserContext, Page
+
+from tests.delivery_tools import wait_for
+from tests.filter_cases import CASES, case_id, insert_rows
+
+from .conftest import wait_state
+
+pytestmark = pytest.mark.browser
+
+# A bare page on the server's origin that loads the real modules.
+MODULE_PAGE = """<!doctype html>
+<meta charset="utf-8"><title>Tidings filters</title>
+<p id="status" data-state="connecting"></p>
+<script type="module">
+  import * as filters from "/static/tidings/filters.js";
+  import * as tidings from "/static/tidings.js";
+  Object.assign(window, { filters, tidings });
+  document.documentElement.dataset.loaded = "true";
+</script>
+"""
+
+
+def open_modules(context: BrowserContext, url: str) -> Page:
+    """Open a page on the server's origin with the client's modules on `window`."""
+    address = f"{url}/filter-grammar"
+    context.route(address, lambda route: route.fulfill(body=MODULE_PAGE, content_type="text/html"))
+    page = context.new_page()
+    page.goto(address)
+    page.wait_for_selector("html[data-loaded]", state="attached")
+    return page
+
+
+@pytest.fixture
+def server(start_server):
+    """A one-worker server holding the shared rows; yields (url, ids by table)."""
+    server = start_server(workers=1, HEARTBEAT_SECONDS="1")
+
+    def post(path: str, body: dict) -> dict:
+        response = requests.post(server.url + path, json=body, timeout=10)
+        assert response.status_code == 201, response.text
+        return response.json()["row"]
+
+    return server.url, insert_rows(post)
+
+
+def server_ids(url: str, table: str, column: str, expression: str) -> list[int]:
+    """Return the ids the server's snapshot selects with one filter."""
+    params = [(column, expression), ("limit", "10000")]
+    response = requests.get(f"{url}/api/{table}", params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return [row["id"] for row in response.json()["rows"]]
+
+
+def server_refusal(url: str, table: str, column: str, expression: str) -> dict:
+    """Return the server's 400 to one filter, for a snapshot and for a poll (the same)."""
+    snapshot = requests.get(f"{url}/api/{table}", params={column: expression}, timeout=10)
+    poll = requests.get(
+        f"{url}/api/changes", params={"topics": table, f"{table}.{column}": expression}, timeout=10
+    )
+    assert snapshot.status_code == poll.status_code == 400
+    assert snapshot.json() == poll.json()
+    return snapshot.json()
+
+
+# Runs every case in the page: the tables' descriptions and rows come from the server.
+CLIENT_ANSWERS = """async (cases) => {
+  const { tables } = await (await fetch("/api/tables")).json();
+  const describe = Object.fromEntries(tables.map((table) => [table.name, table]));
+  const rows = {};
+  for (const name of new Set(cases.map((c) => c.table))) {
+    rows[name] = (await (await fetch(`/api/${name}?limit=10000`)).json()).rows;
+  }
+  return cases.map((c) => {
+    try {
+      const filter = { [c.column]: c.filter };
+      const table = describe[c.table];
+      const selected = rows[c.table].filter((row) => filters.matches(row, filter, table));
+      return selected.map((row) => row.id);
+    } catch (error) {
+      return { error: error.code, message: error.message, details: error.details };
+    }
+  });
+}"""
+
+
+def test_the_client_selects_the_rows_the_server_selects(server, context):
+    url, ours = server
+    page = open_modules(context, url)
+    answers = page.evaluate(CLIENT_ANSWERS, CASES["cases"])
+    differ = []
+    for case, client in zip(CASES["cases"], answers, strict=True):
+        by_server = server_ids(url, case["table"], case["column"], case["filter"])
+        expected = [ours[case["table"]][n] for n in case["rows"]]
+        shared = [i for i in by_server if i in ours[case["table"]]]
+        if client != by_server or shared != expected:
+            differ.append((case_id(case), client, by_server, expected))
+    assert differ == []
+
+
+def test_the_client_refuses_what_the_server_refuses_with_its_message(server, context):
+    url, _ = server
+    page = open_modules(context, url)
+    answers = page.evaluate(CLIENT_ANSWERS, CASES["refused"])
+    differ = []
+    for case, client in zip(CASES["refused"], answers, strict=True):
+        body = server_refusal(url, case["table"], case["column"], case["filter"])
+        assert (body["error"], body["message"]) == (case["error"], case["message"])
+        if client != body:
+            differ.append((case_id(case), client, body))
+    assert differ == []
+
+
+# connect() with the given options, and what became of it.
+CONNECT = """async (options) => {
+  try {
+    const feed = tidings.connect(options);
+    const table = feed.table(options.topics[0], options.table ?? {});
+    const errors = [];
+    feed.on("error", (e) => errors.push(e.source));
+    const refusal = (e) => ({ error: e.code, message: e.message });
+    const outcome = (promise) => promise.then(() => "ready", refusal);
+    const [ready, tableReady] = await Promise.all([outcome(feed.ready), outcome(table.ready)]);
+    return { ready, tableReady, state: feed.status.state, errors };
+  } catch (error) {
+    return { thrown: { error: error.code, message: error.message, name: error.name } };
+  }
+}"""
+
+
+def refusal_of(url: str, params: dict) -> dict:
+    """Return the server's 400 to a poll with these parameters, as the client reports it."""
+    response = requests.get(f"{url}/api/changes", params=params, timeout=10)
+    assert response.status_code == 400, response.text
+    return {"error": response.json()["error"], "message": response.json()["message"]}
+
+
+@pytest.mark.parametrize(
+    ("column", "expression"),
+    [
+        ("quantity", "xx.2"),
+        ("shift", "in.morning"),
+        ("shift", "in.(a\nb)"),
+        ("quantity", "is.maybe"),
+    ],
+)
+def test_connect_throws_at_once_on_a_filter_that_breaks_the_grammar(
+    server, context, column, expression
+):
+    url, _ = server
+    page = open_modules(context, url)
+    topics = ["sales_logs"]
+    options = {"topics": topics, "filters": {"sales_logs": {column: expression}}}
+    requests_made = []
+    page.on("request", lambda request: requests_made.append(request.url))
+    outcome = page.evaluate(CONNECT, options)
+    params = {"topics": "sales_logs", f"sales_logs.{column}": expression}
+    assert outcome == {"thrown": {**refusal_of(url, params), "name": "FilterError"}}
+    assert requests_made == []
+
+
+@pytest.mark.parametrize(
+    ("topics", "filters"),
+    [
+        (["sales_logs"], {"sales_logs": {"quantity": "eq.2.0"}}),
+        (["sales_logs"], {"sales_logs": {"created_at": ["gte.2026-01-01", "lt.2026-02-30"]}}),
+        (["sales_logs", "bread_types"], {"bread_types": {"naïve": "eq.1"}}),
+        # Only the server knows this one: the topic is not subscribed.
+        (["sales_logs"], {"bread_types": {"active": "is.true"}}),
+    ],
+)
+def test_connect_refuses_a_filter_the_server_refuses(server, context, topics, filters):
+    url, _ = server
+    page = open_modules(context, url)
+    params = {"topics": ",".join(topics)}
+    for topic, filter_ in filters.items():
+        for column, tests in filter_.items():
+            params[f"{topic}.{column}"] = tests
+    refusal = refusal_of(url, params)
+    requests_made = []
+    page.on("request", lambda request: requests_made.append(request.url))
+    outcome = page.evaluate(CONNECT, {"topics": topics, "filters": filters})
+    assert outcome == {
+        "ready": refusal,
+        "tableReady": refusal,
+        "state": "refused",
+        "errors": ["refused"],
+    }
+    # Refused for good: no stream, and no retries of the request the server refused.
+    page.wait_for_timeout(1000)
+    assert [u for u in requests_made if "/stream" in u or "/api/changes" in u] == [requests_made[0]]
+
+
+def test_a_table_filter_the_server_refuses_rejects_that_table(server, context):
+    url, _ = server
+    page = open_modules(context, url)
+    params = {"topics": "sales_logs", "sales_logs.created_at": "gte.yesterday"}
+    options = {"topics": ["sales_logs"], "table": {"filter": {"created_at": "gte.yesterday"}}}
+    outcome = page.evaluate(CONNECT, options)
+    assert (outcome["ready"], outcome["tableReady"]) == ("ready", refusal_of(url, params))
+    params = {"topics": "sales_logs", "sales_logs.quantity": "xx.1"}
+    options = {"topics": ["sales_logs"], "table": {"filter": {"quantity": "xx.1"}}}
+    outcome = page.evaluate(CONNECT, options)
+    assert outcome == {"thrown": {**refusal_of(url, params), "name": "FilterError"}}
+
+
+# A live table with filters the old client got wrong, and a record of its rows.
+LIVE_PAGE = """<!doctype html>
+<meta charset="utf-8"><title>Tidings live filter</title>
+<p id="status" data-state="connecting"></p>
+<script type="module">
+  import { connect } from "/static/tidings.js";
+  const feed = connect(%s);
+  const table = feed.table("sales_logs");
+  Object.assign(window, { feed, table });
+  feed.on("status", ({ state }) => { document.querySelector("#status").dataset.state = state; });
+  table.ready.then(() => { document.documentElement.dataset.loaded = "true"; });
+</script>
+"""
+LIVE_FILTER = {
+    "created_at": ["gte.2026-12-01T08:53:02Z", "lte.2026-12-01T10:00:00.000999+01:00"],
+    "shift": ['in.(morning,"late, night","a,b")'],
+}
+
+
+def test_a_live_table_keeps_the_rows_the_server_selects(server, context):
+    url, ours = server
+    options = {"topics": ["sales_logs"], "filters": {"sales_logs": LIVE_FILTER}, "heartbeat": 1}
+    address = f"{url}/live-filter"
+    html = LIVE_PAGE % json.dumps(options)
+    context.route(address, lambda route: route.fulfill(body=html, content_type="text/html"))
+    page = context.new_page()
+    page.goto(address)
+    page.wait_for_selector("html[data-loaded]", state="attached")
+    wait_state(page, "live")
+
+    def selected() -> list[int]:
+        params = [(column, test) for column, tests in LIVE_FILTER.items() for test in tests]
+        response = requests.get(f"{url}/api/sales_logs", params=params, timeout=10)
+        return [row["id"] for row in response.json()["rows"]]
+
+    def shown() -> list[int]:
+        return page.evaluate("table.rows.map((row) => row.id)")
+
+    sales = ours["sales_logs"]
+    assert shown() == selected() == [sales[5], sales[6]]
+    bread = ours["bread_types"][0]
+    sale = {"bread_type_id": bread, "quantity": 1, "unit_price": 1, "recorded_by": "t"}
+    for shift, created in [
+        ("late, night", "2026-12-01T08:53:02.000Z"),  # the first instant the filter takes
+        ("morning", "2026-12-01T09:00:00.000+01:00"),  # 08:00 UTC: before it
+        ("a,b", "2026-12-01T09:00:00.000999Z"),  # stored as 09:00:00.000, the last instant it takes
+        ("night", "2026-12-01T08:59:00Z"),
+    ]:
+        body = sale | {"shift": shift, "created_at": created}
+        assert requests.post(f"{url}/api/sales_logs", json=body, timeout=10).status_code == 201
+    moved = {"created_at": "2026-12-01T08:53:01.999Z"}
+    assert requests.patch(f"{url}/api/sales_logs/{sales[6]}", json=moved, timeout=10).ok
+    wait_for(lambda: shown() == selected(), 15, "the live table to hold the server's rows")
+    assert len(shown()) == 3

@@ -4,8 +4,6 @@
  */
 
 const DATE = /^(\d{4})(?:-(\d{2})-(\d{2})|(\d{2})(\d{2})|(-?)W(\d{2})(?:\6(\d))?)/;
-const TIME = /^(\d{2})(?:(:?)(\d{2})(?:\2(\d{2})(?:[.,](\d+))?)?)?$/;
-const OFFSET = /^([+-])(\d{2})(?:(:?)(\d{2})(?:\3(\d{2})(?:[.,](\d{1,6}))?)?)?$/;
 const DAY_MS = 86_400_000;
 
 function invalid(text) {
@@ -47,24 +45,49 @@ function readDate(text) {
   return { ms: dayMs(year, month, day), length: match[0].length };
 }
 
-/** Read `HH[:MM[:SS[.ffffff]]]` (or without colons); return microseconds into the day. */
+/**
+ * Read `HH[:MM[:SS[.ffffff]]]` (or without colons) as CPython's parse_hh_mm_ss_ff does, quirks
+ * included; return `{fields: [hour, minute, second], micros, rest}`, `rest` telling whether text
+ * was left over (which only an offset after it excuses).
+ */
 function readTime(text, whole) {
-  const match = TIME.exec(text);
-  if (!match) throw invalid(whole);
-  const [hour, minute, second] = [match[1], match[3], match[4]].map((part) => Number(part ?? 0));
-  if (hour > 23 || minute > 59 || second > 59) throw invalid(whole);
-  const micros = Number(((match[5] ?? "") + "000000").slice(0, 6));
+  const values = [0, 0, 0];
+  let p = 0;
+  let separated = true;
+  let fraction = false;
+  for (let i = 0; i < 3; i++) {
+    if (!/^\d\d/.test(text.slice(p, p + 2))) throw invalid(whole);
+    values[i] = Number(text.slice(p, p + 2));
+    p += 2;
+    const c = text[p++];
+    if (i === 0) separated = c === ":";
+    if (p >= text.length) return { fields: values, micros: 0, rest: p === text.length };
+    if (separated && c === ":") continue;
+    if (c === "." || c === ",") {
+      fraction = true;
+      break;
+    }
+    if (separated) throw invalid(whole);
+    p--;
+  }
+  // Without separators the fraction may follow the seconds directly ("09301555" is 09:30:15.55).
+  const digits = text.slice(p, p + 6);
+  if (!/^\d*$/.test(digits) || (!fraction && !digits)) throw invalid(whole);
+  let end = p + digits.length;
+  while (/\d/.test(text[end] ?? "")) end++;
+  return { fields: values, micros: Number(digits.padEnd(6, "0")), rest: end < text.length };
+}
+
+function toMicros({ fields: [hour, minute, second], micros }) {
   return ((hour * 60 + minute) * 60 + second) * 1_000_000 + micros;
 }
 
-/** Read a UTC offset `±HH[:MM[:SS[.ffffff]]]`; return it in microseconds. */
+/** Read a UTC offset `±HH[:MM[:SS[.ffffff]]]` as Python does (like a time); return microseconds. */
 function readOffset(text, whole) {
-  const match = OFFSET.exec(text);
-  if (!match) throw invalid(whole);
-  const micros = Number(((match[6] ?? "") + "000000").slice(0, 6));
-  const total = ((Number(match[2]) * 60 + Number(match[4] ?? 0)) * 60 + Number(match[5] ?? 0)) * 1_000_000 + micros;
-  if (Number(match[4] ?? 0) > 59 || Number(match[5] ?? 0) > 59 || total >= DAY_MS * 1000) throw invalid(whole);
-  return match[1] === "-" ? -total : total;
+  const offset = readTime(text.slice(1), whole);
+  // Python checks only the whole offset, not its fields ("+01:60" is two hours).
+  if (offset.rest || toMicros(offset) >= DAY_MS * 1000) throw invalid(whole);
+  return text[0] === "-" ? -toMicros(offset) : toMicros(offset);
 }
 
 function pad(number, width) {
@@ -74,6 +97,7 @@ function pad(number, width) {
 /** Format ms since the epoch as the feed's datetime form, `2026-01-01T09:30:00.500Z`. */
 export function isoDatetime(ms) {
   const date = new Date(Math.floor(ms));
+  if (!(date.getUTCFullYear() >= 1 && date.getUTCFullYear() <= 9999)) throw new RangeError("year is out of range");
   const day = `${pad(date.getUTCFullYear(), 4)}-${pad(date.getUTCMonth() + 1, 2)}-${pad(date.getUTCDate(), 2)}`;
   const time = `${pad(date.getUTCHours(), 2)}:${pad(date.getUTCMinutes(), 2)}:${pad(date.getUTCSeconds(), 2)}`;
   return `${day}T${time}.${pad(date.getUTCMilliseconds(), 3)}Z`;
@@ -88,9 +112,11 @@ export function parseDatetime(text) {
   if (!rest) throw invalid(text);
   const sign = rest.search(/[+-]/);
   const time = readTime(sign < 0 ? rest : rest.slice(0, sign), text);
+  const [hour, minute, second] = time.fields;
+  if ((time.rest && sign < 0) || hour > 23 || minute > 59 || second > 59) throw invalid(text);
   const offset = sign < 0 ? 0 : readOffset(rest.slice(sign), text);
   // In microseconds, then down to milliseconds: the server shifts by the offset first.
-  return isoDatetime(day + Math.floor((time - offset) / 1000));
+  return isoDatetime(day + Math.floor((toMicros(time) - offset) / 1000));
 }
 
 /** Read an ISO 8601 calendar or week date; return it as `YYYY-MM-DD`. */

@@ -93,8 +93,11 @@ export class Feed {
    */
   async #start() {
     const onError = (error) => this.#emit("error", { source: "start", message: error.message });
+    // Both at once; the head is asked first so that a refusal is the server's.
+    const description = untilDone(() => getJson(this.#subscription.path("/api/tables")), onError);
+    description.catch(() => {});
     const head = await untilDone(() => getJson(this.#subscription.url("/api/changes", { wait: 0, limit: 1 })), onError);
-    const { tables } = await untilDone(() => getJson(this.#subscription.path("/api/tables")), onError);
+    const { tables } = await description;
     const described = new Map(tables.map((table) => [table.name, table]));
     const describe = (topic) => described.get(topic) ?? null;
     this.#subscription.check(describe);

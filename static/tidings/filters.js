@@ -17,14 +17,22 @@ const COMPARISONS = {
 };
 const IS_VALUES = { null: null, true: true, false: false };
 // Column types are not known yet: check the grammar only.
-export const UNTYPED = Symbol("untyped");
+const UNTYPED = Symbol("untyped");
 const INTEGER = /^[+-]?\d(?:_?\d)*$/;
 const NUMBER = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
-// What Python's str.strip() removes around int() and float() text.
-const SPACE = /^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/g;
+// The spaces Python's int() and float() ignore around a number (not \x1c-\x1f, unlike strip()).
+const SPACE = /^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
+
+function refusal(code, message, details) {
+  return new FilterError(400, { error: code, message, details });
+}
+
+function invalid(message, details) {
+  return refusal("invalid_filter", message, details);
+}
 
 /** Write a string as Python's repr() does, as the server's messages quote values. */
-export function pyRepr(text) {
+function pyRepr(text) {
   const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
   let out = quote;
   for (const ch of text) {
@@ -42,13 +50,16 @@ export function pyRepr(text) {
 }
 
 /** Split the inside of `in.(...)` like Python's csv reader with skipinitialspace; null if malformed. */
-export function splitItems(text) {
+function splitItems(text) {
   const items = [];
   let field = "";
   let state = "start";
   for (const ch of text) {
-    if ((ch === "\n" || ch === "\r") && state !== "quoted") return null;
-    if (state === "quoted") {
+    const newline = ch === "\n" || ch === "\r";
+    // An unquoted line break ends the record: only more line breaks may follow it.
+    if (state === "ended" && !newline) return null;
+    if (state === "ended" || (newline && state !== "quoted")) state = "ended";
+    else if (state === "quoted") {
       if (ch === '"') state = "quote";
       else field += ch;
     } else if (ch === ",") {
@@ -111,14 +122,6 @@ function columnType(table, column) {
     });
   }
   return found.type;
-}
-
-function refusal(code, message, details) {
-  return new FilterError(400, { error: code, message, details });
-}
-
-function invalid(message, details) {
-  return refusal("invalid_filter", message, details);
 }
 
 /**

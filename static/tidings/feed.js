@@ -25,7 +25,6 @@ export class Feed {
     this.hiddenPauseMs = options.hiddenPause ?? HIDDEN_PAUSE_MS;
     this.scope = this.#subscription.scope;
     this.leader = false;
-    this.refusal = null;
     this.status = { state: "connecting", transport: null, lastEventAt: null, lag: null, leader: false, cursor: 0 };
     this.cursorKey = `tidings:cursor:${this.scope}`;
     const stored = Number(sessionStorage.getItem(this.cursorKey));
@@ -107,7 +106,6 @@ export class Feed {
   }
 
   #refuse(error) {
-    this.refusal = error;
     this.#setState("refused", null);
     this.#emit("error", { source: "refused", message: error.message, error });
   }

@@ -320,3 +320,51 @@ def test_a_live_table_keeps_the_rows_the_server_selects(server, context):
     assert requests.patch(f"{url}/api/sales_logs/{sales[6]}", json=moved, timeout=10).ok
     wait_for(lambda: shown() == selected(), 15, "the live table to hold the server's rows")
     assert len(shown()) == 3
+
+
+ALERTS = [
+    {"level": 3, "kind": "a"},
+    {"level": 5, "kind": "b"},
+    {"kind": "c"},
+    {"level": True, "kind": "d"},
+    {"level": 1.0, "kind": "e"},
+    {"level": "5", "kind": "f"},
+    {"level": [1], "kind": "g"},
+    {"level": None, "kind": "h, i"},
+]
+CUSTOM_FILTERS = ["level=gte.4", "level=is.null", "kind=in.(a,c)", "kind=eq.[1]", "level=eq.1"]
+CUSTOM_FILTERS += ["level=in.([1],3)", "level=eq.true", "level=neq.5", 'level=eq."5"', "level=lt.b"]
+CUSTOM_FILTERS += [
+    "kind=gt.b",
+    'level=in.(1,"5")',
+    "level=is.true",
+    'kind=in.("h, i")',
+    "level=eq.null",
+]
+
+
+def test_custom_topic_filters_read_json_scalars_as_the_server_does(start_server, context):
+    url = start_server(workers=1, TOPICS="alerts").url
+    for data in ALERTS:
+        body = {"topic": "alerts", "data": data}
+        assert requests.post(f"{url}/api/publish", json=body, timeout=10).status_code == 201
+    events = changes_of(url, {})
+    assert len(events) == len(ALERTS)
+    page = open_modules(context, url)
+    for text in CUSTOM_FILTERS:
+        column, expression = text.split("=", 1)
+        by_server = [e["id"] for e in changes_of(url, {f"alerts.{column}": expression})]
+        mine = page.evaluate(
+            "([events, filter]) => events.filter((e) => filters.matches(e.row, filter, null))"
+            ".map((e) => e.id)",
+            [events, {column: expression}],
+        )
+        assert mine == by_server, text
+
+
+def changes_of(url: str, filters: dict) -> list[dict]:
+    """Return the events of the alerts topic that a poll with these filters receives."""
+    params = {"topics": "alerts", "cursor": 0, **filters}
+    response = requests.get(f"{url}/api/changes", params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["events"]

@@ -163,13 +163,10 @@ function compare(a, b) {
   if (numeric(a) && numeric(b)) return Math.sign(Number(a) - Number(b));
   if (typeof a !== "string" || typeof b !== "string") return null;
   // By code point, as Python and SQLite do; JavaScript's < compares UTF-16 units.
-  const x = [...a];
-  const y = [...b];
-  for (let i = 0; i < Math.min(x.length, y.length); i++) {
-    const order = x[i].codePointAt(0) - y[i].codePointAt(0);
-    if (order) return Math.sign(order);
-  }
-  return Math.sign(x.length - y.length);
+  const shorter = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < shorter && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  return i === shorter ? Math.sign(a.length - b.length) : Math.sign(a.codePointAt(i) - b.codePointAt(i));
 }
 
 function condition(column, op, value) {

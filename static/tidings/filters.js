@@ -136,7 +136,7 @@ export function parseCondition(column, expression, table = UNTYPED) {
   const op = dot < 0 ? expression : expression.slice(0, dot);
   const text = dot < 0 ? "" : expression.slice(dot + 1);
   if (dot < 0) throw invalid(`Filter on ${pyRepr(column)} must look like op.value, e.g. eq.5.`, { column, filter: expression });
-  if (!(op in COMPARISONS) && op !== "in" && op !== "is") {
+  if (!Object.hasOwn(COMPARISONS, op) && op !== "in" && op !== "is") {
     throw invalid(`Unknown filter operator ${pyRepr(op)}; use eq, neq, lt, lte, gt, gte, in or is.`, { column, op });
   }
   if (op === "is") {
@@ -172,7 +172,7 @@ function compare(a, b) {
 function condition(column, op, value) {
   const test = (row) => {
     if (row == null) return false;
-    const actual = row[column] ?? null;
+    const actual = Object.hasOwn(row, column) ? (row[column] ?? null) : null;
     if (op === "is") return actual === value;
     if (actual === null) return false;
     if (op === "in") return value.some((item) => compare(actual, item) === 0);

@@ -1,0 +1,42 @@
+/** Reads from the server: URLs with repeated parameters, JSON answers, retries until final. */
+
+import { ApiError, FilterError } from "./errors.js";
+import { backoff, delay } from "./timing.js";
+
+/** Return `base + path` with a query; array values repeat their parameter, nulls are left out. */
+export function buildUrl(base, path, query = {}) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value == null) continue;
+    for (const item of [].concat(value)) params.append(key, item);
+  }
+  const text = params.toString();
+  return `${base}${path}${text ? `?${text}` : ""}`;
+}
+
+/** GET a JSON answer; a 400 throws a FilterError (the query was refused), other errors an ApiError. */
+export async function getJson(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  const body = await response.json();
+  if (response.status === 400) throw new FilterError(400, body);
+  if (!response.ok) throw new ApiError(response.status, body);
+  return body;
+}
+
+/** Tell whether asking again cannot help: the server refused the request itself. */
+export function isFinal(error) {
+  return error instanceof ApiError && error.status < 500 && error.status !== 408 && error.status !== 429;
+}
+
+/** Run `work` until it succeeds or fails for good, reporting each failure and backing off. */
+export async function untilDone(work, onError) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (isFinal(error)) throw error;
+      onError(error);
+      await delay(backoff(attempt));
+    }
+  }
+}

@@ -26,7 +26,7 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
     observe.init_app(app)
     access.init_app(app)
-    # After the hooks that resolve who is asking: limits count per principal.
+    # After `access.admit`: limits count per principal, and what it refuses counts nowhere.
     ratelimit.init_app(app)
     app.register_blueprint(stream.bp)
     app.register_blueprint(auth.bp)

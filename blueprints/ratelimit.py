@@ -44,7 +44,7 @@ WHAT = {
 
 
 def init_app(app: Flask) -> None:
-    """Count the app's requests against its limits; call after the identity hooks."""
+    """Count the app's requests against its limits; call after `access.init_app`."""
     metrics = app.extensions["tidings"].metrics
     for kind in KINDS:
         metrics.rate_limited.labels(kind)

@@ -1,5 +1,6 @@
 """Rate limits: bursts over each limit, sharing across workers, recovery, open streams, sign-in
-attempts, and the per-process fallback while Redis is down."""
+attempts, callers refused before they are counted, and the per-process fallback while Redis
+is down."""
 
 import http.client
 import itertools
@@ -11,47 +12,47 @@ import psutil
 import pytest
 import redis
 import requests
-from flask import Blueprint, g, request
+from flask import g
 
 from app import create_app
 from blueprints.limiter import REDIS_WAIT_SECONDS, Limiter, Slot, storage_uri
 from blueprints.ratelimit import principal_key
 from feed.embedded import EmbeddedRedis
 from feed.principal import NOBODY, Principal
-from models import db
+from identity.sessions import COOKIE
 
 from .api_helpers import assert_error, log_head
 from .delivery_tools import wait_for
+from .identities import PASSWORD, bearer_client, make_user
 from .monitor_tools import figures, metric_values
 from .servers import GENEROUS_LIMITS
 from .sse import SseStream
 
 
 @pytest.fixture
-def limited_app(database_url, redis_server, tmp_path):
-    """Build apps on the test's database with some limits tightened; all are closed after."""
+def limited_app(app, database_url, redis_server):
+    """Build apps with some limits tightened, as more workers of the `app` fixture's: its
+    database (stores, admin), Redis and channel; all are closed after."""
     made = []
 
     def make(redis_url: str | None = None, **limits):
-        app = create_app(
+        limited = create_app(
             {
                 "TESTING": True,
                 "SQLALCHEMY_DATABASE_URI": database_url,
                 "REDIS_URL": redis_url or redis_server.url,
-                "FEED_CHANNEL": f"tidings:test:{tmp_path.name}",
+                "FEED_CHANNEL": app.config["FEED_CHANNEL"],
                 **GENEROUS_LIMITS,
                 **limits,
             }
         )
-        with app.app_context():
-            db.create_all()
-        made.append(app)
-        return app
+        made.append(limited)
+        return limited
 
     yield make
-    for app in made:
-        app.extensions["tidings"].close()
-        app.extensions["tidings_limits"].close()
+    for limited in made:
+        limited.extensions["tidings"].close()
+        limited.extensions["tidings_limits"].close()
 
 
 def bread(n: int) -> dict:
@@ -74,9 +75,9 @@ def assert_limited(response, limit: str, most_seconds: int) -> int:
     return seconds
 
 
-def test_writes_over_the_limit_get_429_and_change_nothing(limited_app):
+def test_writes_over_the_limit_get_429_and_change_nothing(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="3/minute")
-    client = app.test_client()
+    client = bearer_client(app, admin)
     assert [client.post("/api/bread_types", json=bread(n)).status_code for n in range(3)] == [
         201
     ] * 3
@@ -88,9 +89,9 @@ def test_writes_over_the_limit_get_429_and_change_nothing(limited_app):
     assert len(client.get("/api/bread_types").get_json()["rows"]) == 3
 
 
-def test_every_write_route_counts(limited_app):
+def test_every_write_route_counts(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="4/minute")
-    client = app.test_client()
+    client = bearer_client(app, admin)
     row = client.post("/api/bread_types", json=bread(0)).get_json()["row"]
     assert client.patch(f"/api/bread_types/{row['id']}", json={"price": 4}).status_code == 200
     assert client.post("/api/publish", json={"topic": "presence", "data": 1}).status_code == 201
@@ -100,9 +101,9 @@ def test_every_write_route_counts(limited_app):
     assert_limited(client.post("/presence", json=presence), "4 per 1 minute", 60)
 
 
-def test_a_batch_counts_one_write_per_op(limited_app):
+def test_a_batch_counts_one_write_per_op(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="5/minute")
-    client = app.test_client()
+    client = bearer_client(app, admin)
 
     def batch(count: int, start: int):
         ops = [
@@ -122,9 +123,9 @@ def test_a_batch_counts_one_write_per_op(limited_app):
     assert body["details"] == {"ops": 6, "max_ops": 5, "limit": "5 per 1 minute"}
 
 
-def test_polls_and_stream_opens_have_their_own_limits(limited_app):
+def test_polls_and_stream_opens_have_their_own_limits(limited_app, admin):
     app = limited_app(RATE_LIMIT_POLLS="2/minute", RATE_LIMIT_STREAMS="2/minute")
-    client = app.test_client()
+    client = bearer_client(app, admin)
     assert [client.get("/api/changes?topics=bread_types").status_code for _ in range(2)] == [
         200
     ] * 2
@@ -138,9 +139,9 @@ def test_polls_and_stream_opens_have_their_own_limits(limited_app):
     assert client.post("/api/bread_types", json=bread(0)).status_code == 201
 
 
-def test_a_limit_recovers_after_its_window(limited_app):
+def test_a_limit_recovers_after_its_window(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="3/second")
-    client = app.test_client()
+    client = bearer_client(app, admin)
     assert [client.post("/api/bread_types", json=bread(n)).status_code for n in range(3)] == [
         201
     ] * 3
@@ -149,38 +150,30 @@ def test_a_limit_recovers_after_its_window(limited_app):
     assert client.post("/api/bread_types", json=bread(4)).status_code == 201
 
 
-def test_principals_are_counted_apart(limited_app):
+def test_principals_are_counted_apart(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="2/minute")
-    here = app.test_client()
-    there = app.test_client()
-    there.environ_base["REMOTE_ADDR"] = "10.0.0.7"
+    # Two users on one address.
+    here = bearer_client(app, admin)
+    there = bearer_client(app, make_user(app, "manager"))
     assert [here.post("/api/bread_types", json=bread(n)).status_code for n in range(2)] == [201] * 2
     assert_limited(here.post("/api/bread_types", json=bread(2)), "2 per 1 minute", 60)
     assert there.post("/api/bread_types", json=bread(3)).status_code == 201
 
 
-def test_signed_in_principals_count_as_themselves_whatever_their_address(limited_app):
+def test_signed_in_principals_count_as_themselves_whatever_their_address(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="2/minute")
-
-    def resolve():
-        user = request.headers.get("X-Test-User")
-        g.principal = Principal(user_id=int(user), username=f"u{user}") if user else NOBODY
-
-    # Identity resolves the principal before the limits count, as in the app.
-    app.before_request_funcs.setdefault(None, []).insert(0, resolve)
+    manager = make_user(app, "manager")
     names = itertools.count()
 
-    def write(address: str, user: str | None = None):
-        client = app.test_client()
+    def write(address: str, identity):
+        client = bearer_client(app, identity)
         client.environ_base["REMOTE_ADDR"] = address
-        headers = {"X-Test-User": user} if user else {}
-        return client.post("/api/bread_types", json=bread(next(names)), headers=headers)
+        return client.post("/api/bread_types", json=bread(next(names)))
 
-    assert [write(f"10.0.4.{n}", "7").status_code for n in range(2)] == [201] * 2
-    assert_limited(write("10.0.4.9", "7"), "2 per 1 minute", 60)
-    # Another user, and nobody, on the same address are counted apart.
-    assert write("10.0.4.9", "8").status_code == 201
-    assert write("10.0.4.9").status_code == 201
+    assert [write(f"10.0.4.{n}", manager).status_code for n in range(2)] == [201] * 2
+    assert_limited(write("10.0.4.9", manager), "2 per 1 minute", 60)
+    # Another user on the same address is counted apart.
+    assert write("10.0.4.9", admin).status_code == 201
     with app.test_request_context(environ_base={"REMOTE_ADDR": "10.0.4.1"}):
         assert principal_key() == "addr:10.0.4.1"
         g.principal = NOBODY
@@ -189,51 +182,138 @@ def test_signed_in_principals_count_as_themselves_whatever_their_address(limited
         assert principal_key() == "user:7"
 
 
-sign_in = Blueprint("auth", __name__)
+def limit_keys(app) -> list[bytes]:
+    """Return every Redis key an app's limits hold: counts and open-stream slots."""
+    probe = redis.Redis.from_url(app.config["REDIS_URL"])
+    try:
+        return probe.keys(f"{app.config['FEED_CHANNEL']}:limits:*")
+    finally:
+        probe.close()
 
 
-@sign_in.post("/api/auth/login")
-def login():
-    """Refuse every sign-in, as a wrong password would."""
-    body = {"error": "invalid_credentials", "message": "Wrong username or password.", "details": {}}
-    return body, 401
+def test_callers_refused_by_sign_in_are_not_counted_and_open_no_stream_slot(limited_app, admin):
+    app = limited_app(
+        RATE_LIMIT_WRITES="2/minute",
+        RATE_LIMIT_POLLS="2/minute",
+        RATE_LIMIT_STREAMS="2/minute",
+        MAX_STREAMS="1",
+    )
+    nobody = app.test_client()
+    forged = app.test_client()
+    forged.environ_base["HTTP_AUTHORIZATION"] = "Bearer not-a-token"
+    # Past every limit: each is a 401 (never a 429), counted against no address and no user.
+    for caller in (nobody, forged):
+        for _ in range(3):
+            assert_error(caller.post("/api/bread_types", json=bread(0)), 401, "unauthenticated")
+            assert_error(caller.get("/api/changes?topics=bread_types"), 401, "unauthenticated")
+            assert_error(caller.get("/stream?topics=bread_types"), 401, "unauthenticated")
+    assert limit_keys(app) == []
+    # The admin, on the same address, has every limit whole.
+    client = bearer_client(app, admin)
+    assert [client.post("/api/bread_types", json=bread(n)).status_code for n in range(2)] == [
+        201
+    ] * 2
+    assert [client.get("/api/changes?topics=bread_types").status_code for _ in range(2)] == [
+        200
+    ] * 2
+    held = client.get("/stream?topics=bread_types", buffered=False)
+    try:
+        assert held.status_code == 200
+        assert_limited(client.get("/stream?topics=bread_types"), "1 open streams", 60)
+    finally:
+        held.close()
 
 
-def test_sign_in_attempts_count_per_username_and_per_address(limited_app):
+def test_a_forged_browser_write_costs_its_user_nothing(limited_app, admin):
+    app = limited_app(RATE_LIMIT_WRITES="2/minute")
+    browser = app.test_client()
+    signed_in = browser.post(
+        "/api/auth/login", json={"username": admin.username, "password": PASSWORD}
+    )
+    assert signed_in.status_code == 200 and browser.get_cookie(COOKIE) is not None
+    csrf = {"X-CSRF-Token": signed_in.get_json()["csrf_token"]}
+    # A cross-site page can make the browser send its cookie, never the CSRF token.
+    for n in range(3):
+        assert_error(browser.post("/api/bread_types", json=bread(n)), 403, "csrf_failed")
+    statuses = [
+        browser.post("/api/bread_types", json=bread(n), headers=csrf).status_code
+        for n in range(3, 5)
+    ]
+    assert statuses == [201] * 2
+    assert_limited(
+        browser.post("/api/bread_types", json=bread(5), headers=csrf), "2 per 1 minute", 60
+    )
+
+
+def attempt(app, address: str, username: str, password: str = "nope", **headers):
+    """Post a sign-in from an address; return the response."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    body = {"username": username, "password": password}
+    return client.post("/api/auth/login", json=body, headers=headers)
+
+
+def test_sign_in_attempts_count_per_username_and_per_address(limited_app, admin):
     app = limited_app(RATE_LIMIT_LOGINS="3/minute")
-    # The limit hooks on the endpoint name; where the real sign-in is missing, a stand-in
-    # with its name takes its place.
-    if "auth.login" not in app.view_functions:
-        app.register_blueprint(sign_in)
-
-    def attempt(address: str, username: str):
-        client = app.test_client()
-        client.environ_base["REMOTE_ADDR"] = address
-        return client.post("/api/auth/login", json={"username": username, "password": "nope"})
-
+    ana = make_user(app, "staff", store_id=1, name="ana")
+    ben = make_user(app, "viewer", name="ben")
     # One username from different addresses.
     for n in range(3):
-        assert attempt(f"10.0.1.{n}", "ana").status_code != 429
-    assert_limited(attempt("10.0.1.9", "ana"), "3 per 1 minute", 60)
-    assert_limited(attempt("10.0.1.9", " ANA "), "3 per 1 minute", 60)
-    # One address with different usernames.
+        assert_error(attempt(app, f"10.0.1.{n}", "ana"), 401, "invalid_credentials")
+    # Refused before the password is checked: the right one is no way past.
+    assert_limited(attempt(app, "10.0.1.9", ana.username, PASSWORD), "3 per 1 minute", 60)
+    assert_limited(attempt(app, "10.0.1.9", " ANA "), "3 per 1 minute", 60)
+    # One address with different usernames: nobody is counted by address.
     for n in range(3):
-        assert attempt("10.0.2.1", f"user-{n}").status_code != 429
-    assert_limited(attempt("10.0.2.1", "user-9"), "3 per 1 minute", 60)
+        assert_error(attempt(app, "10.0.2.1", f"user-{n}"), 401, "invalid_credentials")
+    assert_limited(attempt(app, "10.0.2.1", ben.username, PASSWORD), "3 per 1 minute", 60)
     # Anyone else still signs in.
-    assert attempt("10.0.3.1", "ben").status_code != 429
-    refused = figures_of(app)["rate_limits"]["refused"]
+    assert attempt(app, "10.0.3.1", ben.username, PASSWORD).status_code == 200
+    refused = figures_of(bearer_client(app, admin))["rate_limits"]["refused"]
     assert refused["logins"] == 3
 
 
-def figures_of(app) -> dict:
-    """Return /monitor.json of an in-process app."""
-    response = app.test_client().get("/monitor.json")
+def test_sign_in_attempts_count_per_forwarded_address_only_behind_a_trusted_proxy(limited_app):
+    def via_proxy(app, forwarded_for: str, username: str):
+        return attempt(app, "10.0.0.1", username, **{"X-Forwarded-For": forwarded_for})
+
+    # Both apps share one namespace: each part signs in with usernames of its own.
+    proxied = limited_app(RATE_LIMIT_LOGINS="2/minute", PROXY_FIX_X_FOR=1)
+    for n in range(2):
+        assert_error(via_proxy(proxied, "10.0.5.1", f"p-{n}"), 401, "invalid_credentials")
+    assert_limited(via_proxy(proxied, "10.0.5.1", "p-9"), "2 per 1 minute", 60)
+    # Another client behind the same proxy has its own count.
+    assert_error(via_proxy(proxied, "10.0.5.2", "p-8"), 401, "invalid_credentials")
+    # Untrusted, the header is anyone's to send: changing it gets no more attempts.
+    direct = limited_app(RATE_LIMIT_LOGINS="2/minute")
+    for n in range(2):
+        assert_error(via_proxy(direct, f"10.0.6.{n}", f"d-{n}"), 401, "invalid_credentials")
+    assert_limited(via_proxy(direct, "10.0.6.9", "d-9"), "2 per 1 minute", 60)
+
+
+def test_a_publish_token_server_is_counted_by_address_wrong_tokens_too(limited_app):
+    app = limited_app(RATE_LIMIT_WRITES="2/minute", PUBLISH_TOKEN="publisher-secret")
+
+    def publish(address: str, token: str):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        headers = {"Authorization": f"Bearer {token}"}
+        return client.post("/api/publish", json={"topic": "presence", "data": 1}, headers=headers)
+
+    for _ in range(2):
+        assert_error(publish("10.0.7.1", "guess"), 401, "unauthorized")
+    assert_limited(publish("10.0.7.1", "publisher-secret"), "2 per 1 minute", 60)
+    assert publish("10.0.7.2", "publisher-secret").status_code == 201
+
+
+def figures_of(client) -> dict:
+    """Return /monitor.json of an in-process app, asked by a signed-in client."""
+    response = client.get("/monitor.json")
     assert response.status_code == 200
     return response.get_json()
 
 
-def test_a_unix_socket_redis_url_is_shared_storage(limited_app, tmp_path):
+def test_a_unix_socket_redis_url_is_shared_storage(limited_app, admin, tmp_path):
     assert storage_uri("unix:///run/redis.sock") == "redis+unix:///run/redis.sock"
     assert storage_uri("redis://10.0.0.2:6379/1") == "redis://10.0.0.2:6379/1"
     server = EmbeddedRedis(tmp_path / "unix-redis")
@@ -241,7 +321,7 @@ def test_a_unix_socket_redis_url_is_shared_storage(limited_app, tmp_path):
     try:
         assert server.url.startswith("unix://")
         app = limited_app(redis_url=server.url, RATE_LIMIT_WRITES="1/minute")
-        client = app.test_client()
+        client = bearer_client(app, admin)
         assert client.post("/api/bread_types", json=bread(0)).status_code == 201
         assert_limited(client.post("/api/bread_types", json=bread(1)), "1 per 1 minute", 60)
         probe = redis.Redis.from_url(server.url)
@@ -249,7 +329,7 @@ def test_a_unix_socket_redis_url_is_shared_storage(limited_app, tmp_path):
             assert probe.keys("*:limits:rate:*writes*")
         finally:
             probe.close()
-        assert figures_of(app)["rate_limits"] == {
+        assert figures_of(client)["rate_limits"] == {
             "shared": True,
             "refused": {"writes": 1} | zeros(),
         }
@@ -348,8 +428,11 @@ def connections_on_both_workers(server) -> list[http.client.HTTPConnection]:
     return connections
 
 
-def post(connection: http.client.HTTPConnection, path: str, body: dict) -> tuple[int, dict]:
-    connection.request("POST", path, orjson.dumps(body), {"Content-Type": "application/json"})
+def post(
+    connection: http.client.HTTPConnection, path: str, body: dict, token: str
+) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    connection.request("POST", path, orjson.dumps(body), headers)
     response = connection.getresponse()
     return response.status, orjson.loads(response.read())
 
@@ -361,7 +444,8 @@ def test_workers_share_one_count(start_server, tmp_path):
     connections = connections_on_both_workers(server)
     try:
         answers = [
-            post(connections[n % len(connections)], "/api/bread_types", bread(n)) for n in range(16)
+            post(connections[n % len(connections)], "/api/bread_types", bread(n), server.token)
+            for n in range(16)
         ]
     finally:
         for connection in connections:
@@ -387,12 +471,12 @@ def test_open_streams_are_capped_across_workers_and_a_closed_one_frees_its_slot(
     try:
         # Refused on the way (a bad subscription), a stream gives its slot back at once.
         for _ in range(2):
-            bad = requests.get(f"{server.url}/stream?topics=nope", timeout=10)
+            bad = server.http.get(f"{server.url}/stream?topics=nope", timeout=10)
             assert bad.status_code == 400
         streams.append(SseStream(server.url, "topics=bread_types"))
         for stream in streams:
             stream.until("ready")
-        refused = requests.get(f"{server.url}/stream?topics=bread_types", timeout=10)
+        refused = server.http.get(f"{server.url}/stream?topics=bread_types", timeout=10)
         assert_limited(refused, "3 open streams", 60)
         streams.pop().close()
 
@@ -415,11 +499,11 @@ def test_open_streams_are_capped_across_workers_and_a_closed_one_frees_its_slot(
 def test_writes_go_on_while_redis_is_down_limited_per_process(start_server, fresh_redis):
     server = start_server(workers=1, redis_url=fresh_redis.url, RATE_LIMIT_WRITES="4/minute")
     assert figures(server.url)["rate_limits"]["shared"] is True
-    assert requests.post(f"{server.url}/api/bread_types", json=bread(0), timeout=10).ok
+    assert server.http.post(f"{server.url}/api/bread_types", json=bread(0), timeout=10).ok
     fresh_redis.kill()
     # Counted afresh in the worker's memory: four more pass, the fifth does not.
     statuses = [
-        requests.post(f"{server.url}/api/bread_types", json=bread(n), timeout=10).status_code
+        server.http.post(f"{server.url}/api/bread_types", json=bread(n), timeout=10).status_code
         for n in range(1, 6)
     ]
     assert statuses == [201] * 4 + [429]
@@ -432,7 +516,7 @@ def test_writes_go_on_while_redis_is_down_limited_per_process(start_server, fres
     probe = redis.Redis.from_url(fresh_redis.url, socket_timeout=10)
     try:
         assert not probe.keys("*:limits:rate:*")
-        assert requests.post(f"{server.url}/api/bread_types", json=bread(9), timeout=10).ok
+        assert server.http.post(f"{server.url}/api/bread_types", json=bread(9), timeout=10).ok
         assert probe.keys("*:limits:rate:*writes*")
     finally:
         probe.close()
@@ -441,14 +525,14 @@ def test_writes_go_on_while_redis_is_down_limited_per_process(start_server, fres
 def test_a_stalled_redis_adds_no_wait_to_writes(start_server, fresh_redis):
     server = start_server(workers=1, redis_url=fresh_redis.url)
     url = f"{server.url}/api/bread_types"
-    assert requests.post(url, json=bread(0), timeout=10).ok
+    assert server.http.post(url, json=bread(0), timeout=10).ok
     fresh_redis.process.send_signal(signal.SIGSTOP)
     try:
         # The write that finds Redis frozen waits for it once; the limiter then counts here.
-        assert requests.post(url, json=bread(1), timeout=10).ok
+        assert server.http.post(url, json=bread(1), timeout=10).ok
         started = time.monotonic()
         for n in range(2, 12):
-            assert requests.post(url, json=bread(n), timeout=10).status_code == 201
+            assert server.http.post(url, json=bread(n), timeout=10).status_code == 201
         # Ten writes that each waited for Redis would take at least ten of its timeouts.
         assert time.monotonic() - started < 10 * REDIS_WAIT_SECONDS
     finally:

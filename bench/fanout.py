@@ -58,12 +58,15 @@ def run(streams: int, events: int, batch: int) -> dict:
         ]
         gevent.idle()
     data = bench_event(f"{time.time():.6f}")["data"]
+    # Ids follow the log's head (its epoch's range): a stream takes older ones as replayed.
+    with app.app_context(), runtime.read() as conn:
+        head = runtime.log.head(conn)
     raw = [
         orjson.dumps(
             {"id": i, "topic": "bench", "op": "PUBLISH", "pk": None, "version": None,
              "row": data, "old": None, "at": "2026-11-25T11:00:00.000Z", "mutation": None}
         )
-        for i in range(1, events + 1)
+        for i in range(head + 1, head + events + 1)
     ]  # fmt: skip
     gc.collect()
     collections = [g["collections"] for g in gc.get_stats()]

@@ -210,10 +210,24 @@ def fanout(streams: int = 1000, events: int = 200) -> dict:
     return {"config": {"streams": streams, "events": events}, "runs": runs, "met": True}
 
 
+def policy_cost(streams: int = 1000, events: int = 200, rounds: int = 5) -> dict:
+    """Deliveries per CPU-second with streams spread over 8 policy groups, against none."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.policy_cost", str(streams), str(events), str(rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    ).stdout.splitlines()
+    print("\n".join(out[:-1]))
+    return json.loads(out[-1])
+
+
 SCENARIOS = {
     "throughput": throughput,
     "commit_latency": commit_latency,
     "idle_memory": idle_memory,
     "redis_clients": redis_clients,
     "fanout": fanout,
+    "policy_cost": policy_cost,
 }

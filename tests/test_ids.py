@@ -72,6 +72,11 @@ def _schema(path) -> tuple[str, list, list]:
         connection.close()
 
 
+def _named(keys: list[tuple]) -> list[tuple]:
+    """Return foreign keys without the id and sequence numbers SQLite gives them."""
+    return sorted(key[2:] for key in keys)
+
+
 def test_an_old_database_is_migrated_and_reuses_no_id(app, client, admin, tmp_path, redis_server):
     path = tmp_path / "tidings.db"
     rye = bread(client)
@@ -87,7 +92,8 @@ def test_an_old_database_is_migrated_and_reuses_no_id(app, client, admin, tmp_pa
     try:
         sql, after_indexes, after_keys = _schema(path)
         assert "AUTOINCREMENT" in sql
-        assert after_indexes == indexes and sorted(after_keys) == sorted(keys)
+        # The same foreign keys, whatever numbers SQLite gives them.
+        assert after_indexes == indexes and _named(after_keys) == _named(keys)
         migrated_client = bearer_client(migrated, admin)
         rows = migrated_client.get("/api/sales_logs").get_json()["rows"]
         assert [row["id"] for row in rows] == [s["id"] for s in sales[:2]]

@@ -189,19 +189,24 @@ def redis_clients(streams: int = 1000, workers: int = 2, **env: str) -> dict:
     }
 
 
+def _gevent_bench(module: str, *args: int) -> list[str]:
+    """Run an in-process benchmark in a process of its own (it patches with gevent); return
+    the lines it printed, its figures as JSON last."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    ).stdout.splitlines()
+
+
 def fanout(streams: int = 1000, events: int = 200) -> dict:
     """CPU per delivery of the hub and stream loop alone, one and ten events per wake-up."""
     print(f"fanout: in-process hub -> {streams} Stream loops -> sockets, no HTTP, CPU time")
     runs = []
     for batch in (1, 10):
-        out = subprocess.run(
-            [sys.executable, "-m", "bench.fanout", str(streams), str(events), str(batch)],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-        ).stdout
-        run = json.loads(out)
+        run = json.loads(_gevent_bench("bench.fanout", streams, events, batch)[-1])
         print(
             f"  {batch:>2} event(s) per wake-up: {run['cpu_us_per_delivery']} us CPU per "
             f"delivery, collections by generation {run['gc_collections']}"
@@ -212,13 +217,7 @@ def fanout(streams: int = 1000, events: int = 200) -> dict:
 
 def policy_cost(streams: int = 1000, events: int = 200, rounds: int = 5) -> dict:
     """Deliveries per CPU-second with streams spread over 8 policy groups, against none."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.policy_cost", str(streams), str(events), str(rounds)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    ).stdout.splitlines()
+    out = _gevent_bench("bench.policy_cost", streams, events, rounds)
     print("\n".join(out[:-1]))
     return json.loads(out[-1])
 

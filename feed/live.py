@@ -94,9 +94,14 @@ def parse_datetime(text: str) -> dt.datetime:
 _INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
 
 
+def integer_bits(kind: sa.types.TypeEngine) -> int:
+    """Return how many bits an integer column holds."""
+    return next(bits for cls, bits in _INTEGER_BITS if isinstance(kind, cls))
+
+
 def _integer(kind: sa.types.TypeEngine, value: int) -> int:
     """Check that an integer fits the column, so no database fails on it later."""
-    bits = next(bits for cls, bits in _INTEGER_BITS if isinstance(kind, cls))
+    bits = integer_bits(kind)
     if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         raise ValueError(f"must fit in {bits} bits")
     return value
@@ -202,6 +207,11 @@ class LiveTable:
                 stored = stored_form(column, value)
                 if stored != value or type(stored) is not type(value):
                     setattr(obj, name, stored)
+
+    def holds_id(self, row_id: Any) -> bool:
+        """Tell whether an id fits the table's id column: one that does not names no row."""
+        bits = integer_bits(self.columns["id"].type)
+        return isinstance(row_id, int) and -(2 ** (bits - 1)) <= row_id < 2 ** (bits - 1)
 
     def row(self, obj: Any) -> dict:
         """Return the JSON form of a model instance."""

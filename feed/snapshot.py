@@ -110,6 +110,9 @@ def read_row(
 ) -> dict:
     """Return one row of a table as JSON, or raise a 404."""
     table = rt.registry.table(name)
+    if not table.holds_id(row_id):
+        # As text: JSON encoders stop at 64 bits.
+        raise row_not_found(name, str(row_id))
     query = sa.select(table.model.__table__).where(
         table.columns["id"] == row_id, *read_clauses(table, principal)
     )

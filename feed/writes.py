@@ -203,6 +203,9 @@ def _locked_row(
 ):
     """Return the row to change, locked until commit, or raise a 404 when it does not exist
     or the principal may not read it."""
+    if not table.holds_id(row_id):
+        # As text: JSON encoders stop at 64 bits.
+        raise row_not_found(table.name, str(row_id))
     query = (
         sa.select(table.model)
         .where(table.columns["id"] == row_id, *read_clauses(table, principal))

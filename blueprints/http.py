@@ -9,6 +9,8 @@ from flask import Response, request
 from feed import ApiError
 
 _INTEGER = re.compile(r"-?[0-9]+")
+# The widest integer a database column (and a JSON encoder) takes.
+INT64_MAX = 2**63 - 1
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -46,8 +48,9 @@ def parse_int(text: str, name: str, *, low: int, high: int | None = None) -> int
     """Parse an integer value within bounds, or raise a 400 naming it."""
     # int() would also take "1_000", " 7" and non-ASCII digits; the protocol means plain ones.
     value = int(text) if _INTEGER.fullmatch(text) else None
-    if value is None or value < low or (high is not None and value > high):
-        bound = f" between {low} and {high}" if high is not None else f" of at least {low}"
+    high = INT64_MAX if high is None else high
+    if value is None or value < low or value > high:
+        bound = f" between {low} and {high}"
         raise ApiError(
             400,
             f"invalid_{name.replace('-', '_').lower()}",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from feed.live import LiveTable
 
-from .openapi_schemas import CURSOR, STRING, column_schema, ref
+from .openapi_schemas import CURSOR, STRING, column_schema, nullable, ref
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def snapshot(table: LiveTable, ctx: Context) -> dict:
             {"type": "integer", "minimum": 0, "maximum": config["SNAPSHOT_LIMIT_MAX"]},
             f"Most rows to return ({config['SNAPSHOT_LIMIT_DEFAULT']} by default).",
         ),
-        param("offset", "query", {"type": "integer", "minimum": 0}, "Rows to skip."),
+        param("offset", "query", CURSOR, "Rows to skip."),
         param("If-None-Match", "header", STRING, "An ETag: 304 while the rows are unchanged."),
     ]
     rows = {
@@ -217,12 +217,16 @@ def _row(table: LiveTable) -> dict:
     return {"type": "object", "properties": {"row": ref(table.name)}, "required": ["row"]}
 
 
-def _written(table: LiveTable) -> dict:
+def _written(table: LiveTable, event: dict = CURSOR) -> dict:
     return {
         "type": "object",
-        "properties": {"row": ref(table.name), "event": CURSOR},
+        "properties": {"row": ref(table.name), "event": event},
         "required": ["row", "event"],
     }
+
+
+# A PATCH that changes no value appends no event.
+NO_EVENT_IF_UNCHANGED = {**nullable(CURSOR), "description": "null when no value changed."}
 
 
 def read_one(table: LiveTable, ctx: Context) -> dict:
@@ -260,7 +264,14 @@ def update(table: LiveTable, ctx: Context) -> dict:
     """PATCH /api/<table>/<id>."""
     return operation(
         WRITE,
-        responses({200: ok(_written(table), "Changed.")}, 404, 409, 412, *BODY, *SIGNED_IN),
+        responses(
+            {200: ok(_written(table, NO_EVENT_IF_UNCHANGED), "Changed.")},
+            404,
+            409,
+            412,
+            *BODY,
+            *SIGNED_IN,
+        ),
         parameters=[_id(table, "row_id"), IF_MATCH, *WRITE_HEADERS],
         request=body(ref(f"{table.name}_update")),
     )
@@ -299,6 +310,7 @@ TEXT_EVENTS = {
     200: {"description": "Timed SSE blocks.", "content": {"text/event-stream": {"schema": STRING}}}
 }
 ANY_OBJECT = {"type": "object"}
+TOKEN_ID = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
 
 OPERATIONS: dict[str, Callable[[LiveTable | None, Context], dict]] = {
     "static": _fixed(
@@ -334,7 +346,7 @@ OPERATIONS: dict[str, Callable[[LiveTable | None, Context], dict]] = {
         {200: ok(ref("Token"), "Revoked.")},
         404,
         *SIGNED_IN,
-        parameters=[param("token_id", "path", {"type": "integer", "minimum": 0}, "The token.")],
+        parameters=[param("token_id", "path", TOKEN_ID, "The token.")],
     ),
     "auth.stream_token": _fixed(
         WRITE, {200: ok(ref("StreamToken"), "A short-lived stream token.")}, *SIGNED_IN

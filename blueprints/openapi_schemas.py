@@ -101,7 +101,8 @@ def _object(properties: dict, *, required: tuple[str, ...] | None = None, **more
 
 INTEGER = {"type": "integer"}
 STRING = {"type": "string"}
-CURSOR = {"type": "integer", "minimum": 0}
+# Ids, cursors and offsets: no database column holds a wider integer.
+CURSOR = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
 TIMESTAMP = {"type": "string", "format": "date-time"}
 ROLE = {"type": "string", "enum": ["admin", "manager", "staff", "viewer"]}
 USER = _object({"id": INTEGER, "username": STRING, "role": ROLE, "store_id": nullable(INTEGER)})

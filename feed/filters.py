@@ -78,7 +78,11 @@ def _coerce(kind: str | None, text: str, column: str) -> Any:
         if kind is None:
             return _untyped(text)
         if kind == "integer":
-            return int(text)
+            value = int(text)
+            # Nothing wider is stored, and no database takes a wider parameter.
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(text)
+            return value
         if kind == "number":
             number = float(text)
             if not math.isfinite(number):

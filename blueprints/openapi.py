@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, current_app
 from werkzeug.routing import Rule
 
 from feed import runtime
+from feed.live import LiveTable
 from identity.sessions import COOKIE
 
 from .http import json_response
@@ -27,7 +28,7 @@ def documented_methods(rule: Rule) -> list[str]:
     return sorted(set(rule.methods or ()) - IMPLIED)
 
 
-def _paths(rule: Rule, ctx: Context) -> list[tuple[str, object]]:
+def _paths(rule: Rule, ctx: Context) -> list[tuple[str, LiveTable | None]]:
     """Return the OpenAPI paths of a rule, with their live table: one per table for <name>."""
     template = _ARGUMENT.sub(r"{\1}", rule.rule)
     if "name" not in rule.arguments:
@@ -35,7 +36,7 @@ def _paths(rule: Rule, ctx: Context) -> list[tuple[str, object]]:
     return [(template.replace("{name}", name), table) for name, table in ctx.tables.items()]
 
 
-def _operation_id(endpoint: str, table) -> str:
+def _operation_id(endpoint: str, table: LiveTable | None) -> str:
     suffix = f"_{table.name}" if table is not None else ""
     return endpoint.replace(".", "_") + suffix
 
@@ -113,4 +114,8 @@ def document(app: Flask) -> dict:
 @bp.get("/openapi.json")
 def document_json():
     """Describe the API as OpenAPI 3.1."""
-    return json_response(document(current_app))
+    # Routes and tables are fixed once the app runs: describe them once per process.
+    described = current_app.extensions.get("openapi")
+    if described is None:
+        described = current_app.extensions["openapi"] = document(current_app)
+    return json_response(described)

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from blueprints.openapi import documented_methods
+from blueprints.openapi import document, documented_methods
 from feed import runtime
 from identity import tokens
 from models.seed import seed
@@ -52,6 +52,17 @@ def test_every_route_is_described(app):
         for each in paths:
             for method in documented_methods(rule):
                 assert method.lower() in described["paths"].get(each, {}), (rule.rule, method)
+
+
+def test_document_is_valid_openapi_3_1(app):
+    """The document passes the OpenAPI 3.1 meta-schema (the one schemathesis ships)."""
+    _schema(app).validate()
+
+
+def test_a_route_without_a_description_is_an_error(app):
+    app.add_url_rule("/extra", "extra", lambda: "extra")
+    with app.app_context(), pytest.raises(LookupError, match="extra"):
+        document(app)
 
 
 def test_document_is_open_and_describes_tables(make_client, app):

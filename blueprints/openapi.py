@@ -64,7 +64,8 @@ def _error_responses() -> dict:
     for status, description in ERRORS.items():
         answer = {"description": description, "content": json_content(ref("Error"))}
         if status in (429, 503):
-            answer["headers"] = LIMIT_HEADER
+            # Always on a 429; on a 503 when a retry soon may succeed.
+            answer["headers"] = {"Retry-After": {**LIMIT_HEADER, "required": status == 429}}
         found[str(status)] = answer
     return found
 

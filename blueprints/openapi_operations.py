@@ -97,7 +97,7 @@ FILTER = {
     "pattern": r"^((eq|neq|lt|lte|gt|gte)\..*|in\.\(.*\)|is\.(null|true|false))$",
 }
 PRIORITY = {"type": "string", "enum": ["high", "normal", "low"]}
-LIMIT_HEADER = {"Retry-After": {"schema": STRING}}
+LIMIT_HEADER = {"schema": {"type": "string", "pattern": "^[0-9]+$"}, "description": "Seconds."}
 
 
 def _id(table: LiveTable, name: str) -> dict:

@@ -6,7 +6,20 @@ import os
 from flask import Flask
 
 import config as settings
-from blueprints import api, auth, dashboard, errors, monitor, observe, ops, ratelimit, stream
+from blueprints import (
+    api,
+    auth,
+    cors,
+    dashboard,
+    errors,
+    headers,
+    monitor,
+    observe,
+    openapi,
+    ops,
+    ratelimit,
+    stream,
+)
 from identity import access
 from identity.cli import register_cli as register_users_cli
 from models import db, feed
@@ -25,6 +38,9 @@ def create_app(config: dict | None = None) -> Flask:
     feed.init_app(app)
     errors.init_app(app)
     observe.init_app(app)
+    headers.init_app(app)
+    # Before the access gate: a preflight carries no credentials.
+    cors.init_app(app)
     access.init_app(app)
     # After `access.admit`: limits count per principal, and what it refuses counts nowhere.
     ratelimit.init_app(app)
@@ -34,6 +50,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(ops.bp)
     app.register_blueprint(monitor.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(openapi.bp)
     register_cli(app)
     register_users_cli(app)
     return app

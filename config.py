@@ -92,6 +92,8 @@ def from_environment(instance_path: str) -> dict:
         # Proxies in front whose X-Forwarded-For / X-Forwarded-Proto are trusted (0: none).
         "PROXY_FIX_X_FOR": _int("PROXY_FIX_X_FOR", 0),
         "PROXY_FIX_X_PROTO": _int("PROXY_FIX_X_PROTO", 0),
+        # Origins whose browser pages may call the API (comma-separated); none when empty.
+        "CORS_ORIGINS": _list("CORS_ORIGINS"),
         # The demo users' password; when unset `flask seed` generates one into instance/.
         "DEMO_PASSWORD": os.environ.get("DEMO_PASSWORD") or None,
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

@@ -26,7 +26,7 @@ def _figures() -> dict:
 @bp.get("/monitor")
 def page():
     """Render the live monitoring page around the current figures."""
-    return render_template("monitor.html", figures=orjson.dumps(_figures()).decode(), topic=TOPIC)
+    return render_template("monitor.html", figures=_figures(), topic=TOPIC)
 
 
 @bp.get("/monitor.json")

@@ -118,9 +118,14 @@ def parse_bigint(value: int) -> int:
 _INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
 
 
+def integer_bits(kind: sa.types.TypeEngine) -> int:
+    """Return how many bits an integer column holds."""
+    return next(bits for cls, bits in _INTEGER_BITS if isinstance(kind, cls))
+
+
 def _integer(kind: sa.types.TypeEngine, value: int) -> int:
     """Check that an integer fits the column, so no database fails on it later."""
-    bits = next(bits for cls, bits in _INTEGER_BITS if isinstance(kind, cls))
+    bits = integer_bits(kind)
     if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         raise ValueError(f"must fit in {bits} bits")
     return value

@@ -10,8 +10,9 @@ from . import instance_files
 from .resolve import principal, refused
 from .secret import same
 
-# Open to anyone: liveness, readiness and the static files of the sign-in page.
-OPEN = frozenset({"static", "ops.healthz", "ops.readyz"})
+# Open to anyone: liveness, readiness, the static files of the sign-in page, and the API's
+# description (the contract, not data).
+OPEN = frozenset({"static", "ops.healthz", "ops.readyz", "openapi.document_json"})
 # Pages that show nobody the sign-in form instead.
 SIGN_IN_PAGES = frozenset({"dashboard.index", "monitor.page"})
 MONITOR_ENDPOINTS = frozenset({"monitor.page", "monitor.figures_json", "monitor.self_test"})

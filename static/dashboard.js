@@ -104,7 +104,7 @@ function renderStock() {
       <td class="num">${money.format(bread.price)}</td>
       <td class="num baked">${baked}</td>
       <td class="num sold">${sold}</td>
-      <td class="num"><span class="left ${level}">${left}</span><span class="bar" aria-hidden="true"><span style="width:${share}%"></span></span></td>
+      <td class="num"><span class="left ${level}">${left}</span><span class="bar" aria-hidden="true"><span data-share="${share}"></span></span></td>
       <td class="num"><button type="button" class="ghost small edit" data-id="${bread.id}" aria-label="Edit ${escape(bread.name)}">Edit</button></td>
     </tr>`;
   });
@@ -113,6 +113,8 @@ function renderStock() {
     const focused = document.activeElement?.closest?.("button.edit")?.dataset.id;
     body.innerHTML = html;
     body.dataset.html = html;
+    // Through the CSSOM: the page's Content-Security-Policy refuses inline style attributes.
+    for (const bar of body.querySelectorAll("[data-share]")) bar.style.width = `${bar.dataset.share}%`;
     if (focused) body.querySelector(`button.edit[data-id="${focused}"]`)?.focus();
   }
   renderForms();

@@ -234,7 +234,8 @@ def read_one(table: LiveTable, ctx: Context) -> dict:
     headers = {"ETag": {"schema": STRING, "required": True, "description": "The row's version."}}
     return operation(
         READ,
-        responses({200: ok(_row(table), "The row.", headers)}, 404, *SIGNED_IN),
+        # 400: an id wider than the id column (`invalid_id`).
+        responses({200: ok(_row(table), "The row.", headers)}, 400, 404, *SIGNED_IN),
         parameters=[_id(table, "row_id")],
     )
 

@@ -12,19 +12,23 @@ function pageToken() {
 /**
  * `options.csrfToken` (else the page's `<meta name="csrf-token">`) goes on every write; a
  * token the server no longer takes (the browser signed in again elsewhere) is renewed from
- * `GET /api/auth/me`, and the page's meta follows it;
- * with `options.streamToken` the stream and the poll carry `?access_token=` from
- * `POST /api/auth/stream-token`, renewed ahead of its `expires_at`.
+ * `GET /api/auth/me`, and the page's meta follows it. With `options.streamToken` the stream
+ * and the poll carry `?access_token=`, renewed ahead of its `expires_at`: `true` asks
+ * `POST /api/auth/stream-token` for it, a function is called for `{token, expires_at}` (an
+ * error with `status` 401 from it signs the feed out).
  */
 export class Credentials {
   constructor(options, path) {
     this.csrf = options.csrfToken ?? null;
-    this.useStreamToken = options.streamToken === true;
+    const given = options.streamToken;
+    this.source = typeof given === "function" ? given : given === true ? () => this.#mint() : null;
+    this.useStreamToken = this.source !== null;
     this.path = path;
     this.token = null;
     this.renewal = null;
     this.timer = null;
     this.checking = null;
+    this.used = null;
   }
 
   /** Return the headers a write must carry. */
@@ -58,7 +62,12 @@ export class Credentials {
     return this.checking;
   }
 
-  /** Drop the stream token (its session ended, or it expired). */
+  /** The server ended a stream's token as expired: drop it, unless it was renewed already. */
+  expired() {
+    if (this.token?.value === this.used) this.forget();
+  }
+
+  /** Drop the stream token (its session ended). */
   forget() {
     clearTimeout(this.timer);
     this.token = null;
@@ -69,7 +78,8 @@ export class Credentials {
   async streamQuery() {
     if (!this.useStreamToken) return {};
     if (!this.token || this.token.renewAt <= Date.now()) await this.renew();
-    return { access_token: this.token.value };
+    this.used = this.token.value;
+    return { access_token: this.used };
   }
 
   renew() {
@@ -79,15 +89,18 @@ export class Credentials {
     return this.renewal;
   }
 
-  async #fetch() {
+  async #mint() {
     const ask = () => getJson(this.path("/api/auth/stream-token"), { method: "POST", headers: this.writeHeaders() });
-    let body;
     try {
-      body = await ask();
+      return await ask();
     } catch (error) {
       if (error.code !== "csrf_failed" || !(await this.recheck())) throw error;
-      body = await ask();
+      return ask();
     }
+  }
+
+  async #fetch() {
+    const body = await this.source();
     const life = Date.parse(body.expires_at) - Date.now();
     const renewAt = Date.now() + Math.max(0, Math.min(life - RENEW_AHEAD_MS, (life * 4) / 5));
     this.token = { value: body.token, renewAt };

@@ -63,6 +63,7 @@ export class Feed {
       },
       url: (path, query) => this.#subscription.url(path, query),
       access: () => this.credentials.streamQuery(),
+      throttled: (source, ms) => this.#emit("throttled", { source, retryAfter: ms / 1000, until: Date.now() + ms }),
       signedOut: (reason) => this.#signOut(reason),
       receive: (event) => this.#receive(event),
       reset: (reset) => this.#reset(reset),
@@ -142,8 +143,11 @@ export class Feed {
       );
       return false;
     }
+    if (reason === "expired" && this.credentials.useStreamToken) {
+      this.credentials.expired();
+      return true;
+    }
     this.credentials.forget();
-    if (reason === "expired" && this.credentials.useStreamToken) return true;
     if (this.status.state === "signed-out") return false;
     // Before the leader's status, so that every tab hears the reason.
     if (announce) this.#tabs.broadcast({ type: "signed-out", reason });

@@ -19,7 +19,7 @@ export async function getJson(url, init = {}) {
   const response = await fetch(url, { cache: "no-store", ...init });
   const body = await response.json();
   if (response.status === 400) throw new FilterError(400, body);
-  if (!response.ok) throw new ApiError(response.status, body);
+  if (!response.ok) throw Object.assign(new ApiError(response.status, body), { retryAfter: retryAfter(response) });
   return body;
 }
 
@@ -39,7 +39,10 @@ export function isFinal(error) {
   return error instanceof ApiError && error.status < 500 && error.status !== 408 && error.status !== 429;
 }
 
-/** Run `work` until it succeeds or fails for good, reporting each failure and backing off. */
+/**
+ * Run `work` until it succeeds or fails for good, reporting each failure and backing off
+ * (for as long as a 429's or 503's Retry-After asks, when it does).
+ */
 export async function untilDone(work, onError) {
   for (let attempt = 0; ; attempt++) {
     try {
@@ -47,7 +50,7 @@ export async function untilDone(work, onError) {
     } catch (error) {
       if (isFinal(error)) throw error;
       onError(error);
-      await delay(backoff(attempt));
+      await delay(error.retryAfter ?? backoff(attempt));
     }
   }
 }

@@ -1,6 +1,6 @@
 /** One Server-Sent Events stream read with fetch, so heartbeats can be watched. */
 
-import { needsSignIn } from "./http.js";
+import { needsSignIn, retryAfter } from "./http.js";
 import { SseParser } from "./sse.js";
 
 // A stream that has not said `ready` by then is being buffered by something in between.
@@ -11,7 +11,8 @@ const READY_TIMEOUT_MS = 10_000;
  * `on.cursor(cursor)`. Return `{ready, done, close(reason), buffered, signedOut}`: `ready`
  * settles on `event: ready` or failure, `done` when the stream ends, `buffered` tells whether
  * it failed for want of a `ready` in time, `signedOut` is the reason its credential ended
- * (`auth-expired`'s `expired|revoked|logged_out`, or `unauthenticated` for a 401).
+ * (`auth-expired`'s `expired|revoked|logged_out`, or `unauthenticated` for a 401), and
+ * `retryAfter` the wait in ms a refusal's Retry-After asks for (429, 503).
  * No bytes for 2.5 heartbeats ends it.
  */
 export function openStream(url, heartbeatMs, on) {
@@ -30,7 +31,7 @@ export function openStream(url, heartbeatMs, on) {
   const done = new Promise((resolve) => {
     finish = resolve;
   });
-  const handle = { ready, done, close: (reason) => end(reason), buffered: false, signedOut: null };
+  const handle = { ready, done, close: (reason) => end(reason), buffered: false, signedOut: null, retryAfter: null };
   const end = (reason) => {
     if (ended) return;
     ended = true;
@@ -68,6 +69,7 @@ export function openStream(url, heartbeatMs, on) {
       if (!response.ok || !response.body) {
         const body = await response.json().catch(() => null);
         if (needsSignIn(response.status, body)) handle.signedOut = "unauthenticated";
+        handle.retryAfter = retryAfter(response);
         throw new Error(body?.message || `HTTP ${response.status}`);
       }
       touch();

@@ -81,14 +81,17 @@ export class Pacer {
     this.at = now;
   }
 
-  /** Resolve when a token is free, in the order asked; `count` tokens at once (capped at the burst). */
+  /**
+   * Resolve when `count` tokens are free, in the order asked. More than the burst goes into
+   * debt that later takes wait out, so a big batch leaves at once but is paid for.
+   */
   take(count = 1) {
     const turn = this.queue.then(async () => {
       const need = Math.min(count, this.burst);
       this.refill();
       if (this.tokens < need) await delay(((need - this.tokens) / this.rate) * 1000);
       this.refill();
-      this.tokens -= need;
+      this.tokens -= count;
     });
     this.queue = turn;
     return turn;

@@ -1,6 +1,6 @@
 /** The network side, run by the leader tab only: SSE with its own retry policy, or long poll. */
 
-import { needsSignIn } from "./http.js";
+import { needsSignIn, retryAfter } from "./http.js";
 import { openStream } from "./stream.js";
 import { backoff } from "./timing.js";
 
@@ -14,8 +14,8 @@ const LONG_POLL_SECONDS = 25;
 /**
  * Keeps a feed connected. `sink` is what it serves: `heartbeatMs`, `cursor`, `url(path, query)`
  * (the subscription's URL), `access()` (resolves to the credential's query), `receive(event)`,
- * `reset(reset)`, `advance(cursor)`, `setState(state, transport)`, `error({source, message})`
- * and `signedOut(reason)`, which answers true when the credential was renewed (connect again
+ * `reset(reset)`, `advance(cursor)`, `setState(state, transport)`, `error({source, message})`,
+ * `throttled(source, ms)` (the server asked to wait) and `signedOut(reason)`, which answers true when the credential was renewed (connect again
  * at once) and otherwise stops this transport.
  */
 export class Transport {
@@ -101,9 +101,16 @@ export class Transport {
             break;
           }
           if (stream?.buffered) this.buffered = true;
+          sink.error({ source: "stream", message: error.message });
+          const wait = stream?.retryAfter ?? error.retryAfter;
+          if (wait != null) {
+            // Asked to wait (429, 503): the stream works, so this is no reason to poll.
+            sink.throttled("stream", wait);
+            await this.sleep(wait);
+            continue;
+          }
           // Going offline is not the stream's fault: only real failures count towards polling.
           if (navigator.onLine) this.failures.push(Date.now());
-          sink.error({ source: "stream", message: error.message });
           await this.sleep(backoff(attempt++));
           continue;
         }
@@ -191,6 +198,12 @@ export class Transport {
         }
         if (response.status === 410) {
           sink.reset(body.reset);
+          continue;
+        }
+        const wait = retryAfter(response);
+        if (wait != null) {
+          sink.throttled("poll", wait);
+          await Promise.race([this.sleep(wait), new Promise((r) => controller.signal.addEventListener("abort", r))]);
           continue;
         }
         if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);

@@ -36,7 +36,8 @@ function toWire(op) {
 export class Writes {
   constructor(host, outboxName, rate = WRITE_RATE) {
     this.host = host;
-    this.pacer = new Pacer(rate);
+    // Half a second's worth at once, so no second ever holds more than 1.5 × rate.
+    this.pacer = new Pacer(rate, Math.max(1, rate / 2));
     this.batchSize = BATCH_SIZE;
     this.retryAt = 0;
     this.pending = [];
@@ -132,7 +133,7 @@ export class Writes {
     const wait = retryAfter(response);
     if (wait === null) return false;
     this.retryAt = Date.now() + wait;
-    this.host.emit("throttled", { status: response.status, retryAfter: wait / 1000, until: this.retryAt });
+    this.host.emit("throttled", { source: "write", retryAfter: wait / 1000, until: this.retryAt });
     return true;
   }
 

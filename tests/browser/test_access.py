@@ -222,3 +222,71 @@ def test_writes_over_a_tight_rate_limit_are_paced_and_all_land(seeded, start_ser
     wait_stock(page, expected)
     expect(page.locator("#status .label")).to_have_text("Live")
     assert page_stock(page) == expected
+
+
+# A feed whose stream tokens come from the app (here a route the test answers), not the session.
+TOKEN_SOURCE_PAGE = """<!doctype html>
+<meta charset="utf-8"><title>Tidings token source</title>
+<p id="status" data-state="connecting"></p>
+<script type="module">
+  import { connect } from "/static/tidings.js";
+  const streamToken = async () => {
+    const response = await fetch("/app-stream-token", { method: "POST" });
+    if (!response.ok) throw Object.assign(new Error("refused"), { status: response.status });
+    return response.json();
+  };
+  const feed = connect({ topics: ["sales_logs"], heartbeat: 1, streamToken });
+  const reasons = [];
+  feed.on("signed-out", ({ reason }) => reasons.push(reason));
+  feed.on("status", ({ state }) => { document.querySelector("#status").dataset.state = state; });
+  Object.assign(window, { feed, reasons });
+</script>
+"""
+
+
+def test_a_revoked_token_shows_signed_out(dashboard, app, new_context):
+    holder = make_user(app, "manager")
+    context = new_context()
+    sign_in_browser(context, dashboard.url)
+    url = dashboard.url
+
+    def mint(route) -> None:
+        answer = requests.post(f"{url}/api/auth/stream-token", headers=holder.headers, timeout=10)
+        route.fulfill(status=answer.status_code, body=answer.text, content_type="application/json")
+
+    context.route(f"{url}/app-stream-token", mint)
+    context.route(
+        f"{url}/token-source",
+        lambda route: route.fulfill(body=TOKEN_SOURCE_PAGE, content_type="text/html"),
+    )
+    page = context.new_page()
+    page.goto(f"{url}/token-source")
+    wait_state(page, "live")
+    tokens = requests.get(f"{url}/api/auth/tokens", headers=holder.headers, timeout=10).json()
+    token_id = tokens["tokens"][0]["id"]
+    revoked = requests.delete(
+        f"{url}/api/auth/tokens/{token_id}", headers=holder.headers, timeout=10
+    )
+    assert revoked.status_code in (200, 204), revoked.text
+    page.wait_for_function("document.querySelector('#status').dataset.state === 'signed-out'")
+    assert page.evaluate("reasons") == ["revoked"]
+
+
+def test_the_client_paces_its_writes_below_the_limit(seeded, start_server, new_context):
+    server = start_server(workers=1, HEARTBEAT_SECONDS="1", RATE_LIMIT_WRITES="20/second")
+    page, _ = open_as(new_context(), server.url, "admin")
+    page.evaluate(
+        """() => { window.throttled = []; tidings.on("throttled", (t) => throttled.push(t)); }"""
+    )
+    page.route("**/presence", lambda route: route.fulfill(status=204))
+    started = time.monotonic()
+    page.evaluate(
+        """() => Promise.all(Array.from({ length: 30 }, () =>
+             tidings.write("sales_logs", "insert",
+               { bread_type_id: 1, quantity: 1, unit_price: 6.5, shift: "morning" })))"""
+    )
+    # 10 a second after a burst of 5: never 20 in a second, and the last 25 take 2.5 s.
+    assert time.monotonic() - started >= 2.2
+    assert page.evaluate("throttled") == []
+    rows = http(server.url).get(f"{server.url}/api/sales_logs", params={"limit": 10000}).json()
+    assert sum(row["recorded_by"] == "admin" for row in rows["rows"]) == 30

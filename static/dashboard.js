@@ -355,7 +355,6 @@ function renderStatus() {
   const indicator = $("#status");
   indicator.dataset.state = state;
   const wait = Math.ceil((throttledUntil - Date.now()) / 1000);
-  indicator.dataset.throttled = String(wait > 0);
   indicator.querySelector(".label").textContent = wait > 0 ? `Rate limited, retrying in ${wait} s` : (LABELS[state] ?? state);
   const ago = lastEventAt ? `last event ${Math.round((Date.now() - lastEventAt) / 1000)} s ago` : "no events yet";
   const via = transport === "poll" ? "long polling" : transport === "stream" ? "event stream" : state;

@@ -178,7 +178,8 @@ export class Feed {
       show: () => {
         if (this.status.state === "paused") this.#transport.start();
       },
-      pause: () => this.#transport.stop("paused"),
+      // A signed-out feed stays so while hidden: it has no connection to pause.
+      pause: () => this.status.state !== "signed-out" && this.#transport.stop("paused"),
       paused: () => this.status.state === "paused",
     });
   }

@@ -290,3 +290,20 @@ def test_the_client_paces_its_writes_below_the_limit(seeded, start_server, new_c
     assert page.evaluate("throttled") == []
     rows = http(server.url).get(f"{server.url}/api/sales_logs", params={"limit": 10000}).json()
     assert sum(row["recorded_by"] == "admin" for row in rows["rows"]) == 30
+
+
+@pytest.mark.parametrize("leader_signs_out", [False, True], ids=["follower", "leader"])
+def test_signing_out_in_another_tab_shows_the_form_in_this_one(
+    dashboard, new_context, leader_signs_out
+):
+    context = new_context()
+    first, _ = open_as(context, dashboard.url, "admin")
+    second = context.new_page()
+    second.goto(dashboard.url + "/")
+    wait_state(second, "live")
+    # Whichever tab holds the connection, the one left open learns the session ended.
+    other_tab, page = (first, second) if leader_signs_out else (second, first)
+    other_tab.click("#sign-out")
+    expect(other_tab.locator("#signin-form")).to_be_visible()
+    expect(page.locator("#signin-dialog #signin-form")).to_be_visible(timeout=SIGNED_OUT_MS)
+    expect(page.locator("#status .label")).to_have_text("Signed out")

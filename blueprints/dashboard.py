@@ -37,6 +37,11 @@ def index():
         heartbeat=runtime().config["HEARTBEAT_SECONDS"],
         low_stock=LOW_STOCK,
         store=_store_name(g.principal.store_id),
+        user={
+            "username": g.principal.username,
+            "role": g.principal.role,
+            "store_id": g.principal.store_id,
+        },
     )
 
 

@@ -1,5 +1,6 @@
 // The bakery dashboard: live stock, KPIs, feeds, forms, notifications, presence and conflicts,
 // all drawn from live tables of one shared Tidings connection.
+import { bindSignIn } from "./signin.js";
 import { connect, frame, throttle } from "./tidings.js";
 
 const config = JSON.parse(document.getElementById("dashboard-config").textContent);
@@ -7,6 +8,9 @@ const SHIFTS = ["morning", "afternoon", "night"];
 const PRESENCE_TTL_MS = 75_000;
 const PRESENCE_EVERY_MS = 30_000;
 const today = { created_at: `gte.${config.dayStart}` };
+// What the signed-in user may do (the server enforces it; the page only offers it).
+const role = config.user.role;
+const may = { record: role !== "viewer", editBreads: role === "admin" || role === "manager" };
 
 const feed = connect({
   topics: config.topics,
@@ -72,15 +76,11 @@ function toast(message, level = "info") {
   setTimeout(() => item.remove(), 6000);
 }
 
-// Who is recording
+// Only the forms this user may use
 
-const who = $("#who");
-who.value = localStorage.getItem("tidings:name") || `guest-${Math.floor(1000 + Math.random() * 9000)}`;
-who.addEventListener("change", () => {
-  who.value = who.value.trim() || "guest";
-  localStorage.setItem("tidings:name", who.value);
-  announce("here");
-});
+for (const form of ["#sale-form", "#feedback-form"]) $(form).hidden = !may.record;
+$("#sale-form").closest("section").hidden = !may.record;
+$("#mark-all").hidden = !may.record;
 
 // Stock and KPIs
 
@@ -105,7 +105,7 @@ function renderStock() {
       <td class="num baked">${baked}</td>
       <td class="num sold">${sold}</td>
       <td class="num"><span class="left ${level}">${left}</span><span class="bar" aria-hidden="true"><span data-share="${share}"></span></span></td>
-      <td class="num"><button type="button" class="ghost small edit" data-id="${bread.id}" aria-label="Edit ${escape(bread.name)}">Edit</button></td>
+      <td class="num">${may.editBreads ? `<button type="button" class="ghost small edit" data-id="${bread.id}" aria-label="Edit ${escape(bread.name)}">Edit</button>` : ""}</td>
     </tr>`;
   });
   const html = rows.join("") || '<tr><td colspan="6" class="muted">No bread types yet.</td></tr>';
@@ -175,7 +175,7 @@ function renderNotifications() {
   const rows = notifications.rows;
   renderList($("#notifications"), rows, (r) => r._pending ?? r.id, (r) =>
     `<span class="what ${r.read ? "" : "unread"}"><span class="level ${escape(r.level)}">${escape(r.level)}</span><strong>${escape(r.title)}</strong> ${escape(r.body)}</span>
-     <span class="meta">${clock(r.updated_at)}${r.read ? "" : ` · <button type="button" class="link mark-read" data-id="${r.id}">Mark read</button>`}</span>`,
+     <span class="meta">${clock(r.updated_at)}${r.read || !may.record ? "" : ` · <button type="button" class="link mark-read" data-id="${r.id}">Mark read</button>`}</span>`,
   "No notifications.");
   const unread = rows.filter((r) => !r.read).length;
   $("#unread").hidden = unread === 0;
@@ -259,7 +259,6 @@ $("#sale-form").addEventListener("submit", (event) => {
       quantity: Number($("#sale-qty").value),
       unit_price: bread.price,
       shift: $("#sale-shift").value,
-      recorded_by: who.value,
     })
     .catch(report("The sale"));
 });
@@ -273,7 +272,6 @@ $("#production-form").addEventListener("submit", (event) => {
       bread_type_id: id,
       quantity: Number($("#production-qty").value),
       shift: $("#production-shift").value,
-      recorded_by: who.value,
     })
     .catch(report("The batch"));
 });
@@ -285,7 +283,6 @@ $("#feedback-form").addEventListener("submit", (event) => {
       shift: $("#feedback-shift").value,
       mood: Number($("#feedback-mood").value),
       note: $("#feedback-note").value.trim(),
-      recorded_by: who.value,
     })
     .catch(report("The feedback"));
   $("#feedback-note").value = "";
@@ -345,19 +342,49 @@ $("#conflict-dialog").addEventListener("close", () => {
 
 // Connection state and pending writes
 
-const LABELS = { live: "Live", connecting: "Connecting", reconnecting: "Connecting", polling: "Polling", offline: "Offline", paused: "Paused" };
+const LABELS = {
+  live: "Live",
+  connecting: "Connecting",
+  reconnecting: "Connecting",
+  polling: "Polling",
+  offline: "Offline",
+  paused: "Paused",
+  "signed-out": "Signed out",
+};
+let throttledUntil = 0;
 function renderStatus() {
   const { state, transport, lastEventAt, lag, leader } = feed.status;
   const indicator = $("#status");
   indicator.dataset.state = state;
-  indicator.querySelector(".label").textContent = LABELS[state] ?? state;
+  const wait = Math.ceil((throttledUntil - Date.now()) / 1000);
+  indicator.querySelector(".label").textContent = wait > 0 ? `Rate limited, retrying in ${wait} s` : (LABELS[state] ?? state);
   const ago = lastEventAt ? `last event ${Math.round((Date.now() - lastEventAt) / 1000)} s ago` : "no events yet";
   const via = transport === "poll" ? "long polling" : transport === "stream" ? "event stream" : state;
   $("#connection-detail").textContent = `${via} · ${ago}${lag != null ? ` · lag ${lag} ms` : ""} · ${leader ? "this tab holds the connection" : "shared from another tab"}`;
   indicator.title = $("#connection-detail").textContent;
 }
 feed.on("status", renderStatus);
+feed.on("throttled", ({ until }) => {
+  throttledUntil = until;
+  renderStatus();
+});
 setInterval(renderStatus, 1000);
+
+// Signed out (session ended, logged out elsewhere, token revoked): sign in again in place;
+// the feed keeps its cursor and queued writes and resumes once signed in.
+
+const signInDialog = $("#signin-dialog");
+signInDialog.addEventListener("cancel", (event) => event.preventDefault());
+feed.on("status", ({ state }) => {
+  if (state === "signed-out" && !signInDialog.open) signInDialog.showModal();
+  if (state !== "signed-out" && signInDialog.open) signInDialog.close();
+});
+bindSignIn($("#signin-form"), ({ user, csrf_token }) => {
+  // Someone else: their rows and rights differ, so load the page afresh.
+  if (user.username !== config.user.username) return location.reload();
+  signInDialog.close();
+  feed.signedIn({ csrfToken: csrf_token });
+});
 renderStatus();
 
 feed.on("pending", ({ count }) => {
@@ -379,8 +406,8 @@ const viewers = new Map();
 function announce(state, hello = false) {
   return fetch("/presence", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ client: tab.client, name: who.value || "guest", state, hello }),
+    headers: { ...feed.credentials.writeHeaders(), "Content-Type": "application/json" },
+    body: JSON.stringify({ client: tab.client, state, hello }),
     keepalive: state === "gone",
   }).catch(() => {});
 }

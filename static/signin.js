@@ -1,27 +1,36 @@
-// The sign-in form shown instead of a page to nobody: it signs in, then reloads the page.
-const form = document.getElementById("signin-form");
-const error = document.getElementById("signin-error");
+// The sign-in form: shown to nobody instead of a page (signing in reloads it), and in the
+// dashboard's dialog when its session ends (signing in resumes the page in place).
+const UNREACHABLE = "The server cannot be reached; try again.";
 
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  error.hidden = true;
-  const button = form.querySelector("button");
-  button.disabled = true;
-  try {
-    const response = await fetch("/api/auth/login", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ username: form.username.value, password: form.password.value }),
-    });
-    if (response.ok) {
-      location.reload();
-      return;
+/** Sign in through `form`; call `done(body)` with the login's answer. */
+export function bindSignIn(form, done) {
+  const error = form.querySelector("#signin-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const response = await fetch("/api/auth/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ username: form.username.value, password: form.password.value }),
+      });
+      const body = await response.json().catch(() => ({}));
+      if (response.ok) {
+        form.password.value = "";
+        button.disabled = false;
+        done(body);
+        return;
+      }
+      error.textContent = body.message || `Sign-in failed (${response.status}).`;
+    } catch {
+      error.textContent = UNREACHABLE;
     }
-    const body = await response.json().catch(() => ({}));
-    error.textContent = body.message || `Sign-in failed (${response.status}).`;
-  } catch {
-    error.textContent = "The server cannot be reached; try again.";
-  }
-  error.hidden = false;
-  button.disabled = false;
-});
+    error.hidden = false;
+    button.disabled = false;
+  });
+}
+
+const page = document.getElementById("signin-form");
+if (page && !page.closest("dialog")) bindSignIn(page, () => location.reload());

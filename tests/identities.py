@@ -84,8 +84,8 @@ def provision_admin(database_url: str, redis_url: str) -> str:
 
 
 def sign_in_browser(context, url: str, username: str = "admin") -> dict:
-    """Sign a Playwright browser profile in: the session cookie of a real login, and the
-    X-CSRF-Token header its pages' writes must carry. Return the login's body."""
+    """Sign a Playwright browser profile in with the session cookie of a real login (its
+    pages' writes carry the CSRF token of the page themselves). Return the login's body."""
     import requests
 
     from identity.sessions import COOKIE
@@ -95,23 +95,20 @@ def sign_in_browser(context, url: str, username: str = "admin") -> dict:
     )
     assert response.status_code == 200, response.text
     context.add_cookies([{"name": COOKIE, "value": response.cookies[COOKIE], "url": url}])
-    body = response.json()
-    context.set_extra_http_headers({"X-CSRF-Token": body["csrf_token"]})
-    return body
+    return response.json()
 
 
 def sign_in_context(context, app: Flask, identity: Identity) -> None:
     """Sign a Playwright browser profile in as an identity for every local server of the
-    test's database: a session opened in the database, its cookie for 127.0.0.1 (any port),
-    and the X-CSRF-Token header its pages' writes must carry."""
+    test's database: a session opened in the database and its cookie for 127.0.0.1 (any
+    port)."""
     from identity import sessions
 
     with app.app_context(), runtime().write() as session:
         opened = sessions.start(session, identity.user_id)
-        sid, csrf_token = opened.id, opened.csrf_token
+        sid = opened.id
     cookie = sessions.cookie_value(app.config["SECRET_KEY"], sid)
     context.add_cookies([{"name": sessions.COOKIE, "value": cookie, "url": "http://127.0.0.1"}])
-    context.set_extra_http_headers({"X-CSRF-Token": csrf_token})
 
 
 def recreate_database(app: Flask, *keep: Identity) -> None:

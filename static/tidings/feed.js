@@ -1,7 +1,8 @@
 /** A subscription shared by this browser's tabs: events, live tables and writes. */
 
+import { Credentials } from "./credentials.js";
 import { Emitter } from "./emitter.js";
-import { getJson, untilDone } from "./http.js";
+import { getJson, needsSignIn, untilDone } from "./http.js";
 import { Subscription } from "./subscription.js";
 import { LiveTable } from "./table.js";
 import { Tabs } from "./tabs.js";
@@ -17,9 +18,11 @@ export class Feed {
   #transport;
   #tabs;
   #tableHost;
+  #signedInAgain = [];
 
   constructor(options = {}) {
     this.#subscription = new Subscription(options);
+    this.credentials = new Credentials(options, (path) => this.#subscription.path(path));
     this.topics = this.#subscription.topics;
     this.heartbeatMs = (options.heartbeat ?? 15) * 1000;
     this.hiddenPauseMs = options.hiddenPause ?? HIDDEN_PAUSE_MS;
@@ -30,7 +33,7 @@ export class Feed {
     const stored = Number(sessionStorage.getItem(this.cursorKey));
     this.cursor = Number.isFinite(stored) && stored > 0 ? stored : 0;
     this.#transport = new Transport(this.#transportSink());
-    this.writes = new Writes(this.#writesHost(), `tidings-outbox:${this.scope}`);
+    this.writes = new Writes(this.#writesHost(), `tidings-outbox:${this.scope}`, options.writeRate);
     const described = this.#start();
     described.catch(() => {});
     this.ready = described.then(() => this);
@@ -38,6 +41,7 @@ export class Feed {
     this.#tableHost = {
       ready: described,
       path: (path, query) => this.#subscription.path(path, query),
+      read: (url, onError) => this.#read(() => getJson(url), onError),
       emit: (type, payload) => this.#emit(type, payload),
       pendingFor: (name) => this.writes.pendingFor(name),
     };
@@ -58,6 +62,9 @@ export class Feed {
         return feed.cursor;
       },
       url: (path, query) => this.#subscription.url(path, query),
+      access: () => this.credentials.streamQuery(),
+      throttled: (source, ms) => this.#emit("throttled", { source, retryAfter: ms / 1000, until: Date.now() + ms }),
+      signedOut: (reason) => this.#signOut(reason),
       receive: (event) => this.#receive(event),
       reset: (reset) => this.#reset(reset),
       advance: (cursor) => this.#advance(cursor),
@@ -79,6 +86,8 @@ export class Feed {
         return feed.leader;
       },
       path: (path) => this.#subscription.path(path),
+      headers: () => this.credentials.writeHeaders(),
+      signedOut: (reason) => this.#signOut(reason),
       broadcast: (message) => this.#tabs.broadcast(message),
       emit: (type, payload) => this.#emit(type, payload),
       changed: (table) => this.#tables.get(table)?.forEach((t) => t.changed()),
@@ -93,9 +102,12 @@ export class Feed {
   async #start() {
     const onError = (error) => this.#emit("error", { source: "start", message: error.message });
     // Both at once; the head is asked first so that a refusal is the server's.
-    const description = untilDone(() => getJson(this.#subscription.path("/api/tables")), onError);
+    const description = this.#read(() => getJson(this.#subscription.path("/api/tables")), onError);
     description.catch(() => {});
-    const head = await untilDone(() => getJson(this.#subscription.url("/api/changes", { wait: 0, limit: 1 })), onError);
+    const head = await this.#read(async () => {
+      const query = { wait: 0, limit: 1, ...(await this.credentials.streamQuery()) };
+      return getJson(this.#subscription.url("/api/changes", query));
+    }, onError);
     const { tables } = await description;
     const described = new Map(tables.map((table) => [table.name, table]));
     const describe = (topic) => described.get(topic) ?? null;
@@ -103,6 +115,46 @@ export class Feed {
     // A stored cursor resumes where this tab was; a new one starts at the head.
     if (!this.cursor) this.#advance(head.cursor);
     return describe;
+  }
+
+  /** Run `work` until done; a refused credential signs the feed out and waits for `signedIn()`. */
+  async #read(work, onError) {
+    for (;;) {
+      try {
+        return await untilDone(work, onError);
+      } catch (error) {
+        if (!needsSignIn(error.status, error.body)) throw error;
+        this.#signOut("unauthenticated");
+        await new Promise((resolve) => this.#signedInAgain.push(resolve));
+      }
+    }
+  }
+
+  /**
+   * The credential ended: an expired stream token is renewed (answer true: connect again), a
+   * stale CSRF token is renewed while the session lives (the queue is sent again); otherwise
+   * stop, keeping the cursor and the queue, with status `signed-out` in every tab.
+   */
+  #signOut(reason, announce = true) {
+    if (reason === "csrf_failed") {
+      this.credentials.recheck().then(
+        (signedIn) => (signedIn ? this.writes.flush() : this.#signOut("unauthenticated")),
+        () => this.writes.flush(),
+      );
+      return false;
+    }
+    if (reason === "expired" && this.credentials.useStreamToken) {
+      this.credentials.expired();
+      return true;
+    }
+    this.credentials.forget();
+    if (this.status.state === "signed-out") return false;
+    // Before the leader's status, so that every tab hears the reason.
+    if (announce) this.#tabs.broadcast({ type: "signed-out", reason });
+    if (this.leader) this.#transport.stop("signed-out");
+    else this.#setState("signed-out", null, false);
+    this.#emit("signed-out", { reason });
+    return false;
   }
 
   #refuse(error) {
@@ -126,7 +178,8 @@ export class Feed {
       show: () => {
         if (this.status.state === "paused") this.#transport.start();
       },
-      pause: () => this.#transport.stop("paused"),
+      // A signed-out feed stays so while hidden: it has no connection to pause.
+      pause: () => this.status.state !== "signed-out" && this.#transport.stop("paused"),
       paused: () => this.status.state === "paused",
     });
   }
@@ -154,6 +207,12 @@ export class Feed {
         break;
       case "result":
         this.writes.settle(message.key, message.status, message.body);
+        break;
+      case "signed-out":
+        this.#signOut(message.reason, false);
+        break;
+      case "signed-in":
+        this.signedIn({ csrfToken: message.csrfToken }, false);
         break;
       case "visible":
         if (this.leader && this.status.state === "paused") this.#transport.start();
@@ -266,6 +325,20 @@ export class Feed {
   /** Resolve to the number of writes waiting in this browser's offline queue. */
   async queued() {
     return this.writes.queued();
+  }
+
+  /**
+   * Resume after signing in again (`csrfToken`: the new session's, else the page's meta is
+   * read again): from the cursor, nothing lost, and the offline queue is flushed. Every tab
+   * of this browser follows.
+   */
+  signedIn({ csrfToken } = {}, announce = true) {
+    this.credentials.signedIn(csrfToken);
+    if (announce) this.#tabs.broadcast({ type: "signed-in", csrfToken });
+    for (const resolve of this.#signedInAgain.splice(0)) resolve();
+    if (this.status.state !== "signed-out") return;
+    if (this.leader) this.#transport.start();
+    else this.#setState("connecting", null, false);
   }
 
   /** Stop receiving in this tab (another tab takes the connection over if this one led). */

@@ -1,5 +1,6 @@
 /** One Server-Sent Events stream read with fetch, so heartbeats can be watched. */
 
+import { needsSignIn, retryAfter } from "./http.js";
 import { SseParser } from "./sse.js";
 
 // A stream that has not said `ready` by then is being buffered by something in between.
@@ -7,9 +8,12 @@ const READY_TIMEOUT_MS = 10_000;
 
 /**
  * Open a stream at `url`, passing its blocks to `on.change(event)`, `on.reset(reset)` and
- * `on.cursor(cursor)`. Return `{ready, done, close(reason), buffered}`: `ready` settles on
- * `event: ready` or failure, `done` when the stream ends, `buffered` tells whether it failed
- * for want of a `ready` in time. No bytes for 2.5 heartbeats ends it.
+ * `on.cursor(cursor)`. Return `{ready, done, close(reason), buffered, signedOut}`: `ready`
+ * settles on `event: ready` or failure, `done` when the stream ends, `buffered` tells whether
+ * it failed for want of a `ready` in time, `signedOut` is the reason its credential ended
+ * (`auth-expired`'s `expired|revoked|logged_out`, or `unauthenticated` for a 401), and
+ * `retryAfter` the wait in ms a refusal's Retry-After asks for (429, 503).
+ * No bytes for 2.5 heartbeats ends it.
  */
 export function openStream(url, heartbeatMs, on) {
   const controller = new AbortController();
@@ -27,7 +31,7 @@ export function openStream(url, heartbeatMs, on) {
   const done = new Promise((resolve) => {
     finish = resolve;
   });
-  const handle = { ready, done, close: (reason) => end(reason), buffered: false };
+  const handle = { ready, done, close: (reason) => end(reason), buffered: false, signedOut: null, retryAfter: null };
   const end = (reason) => {
     if (ended) return;
     ended = true;
@@ -49,7 +53,11 @@ export function openStream(url, heartbeatMs, on) {
     if (ended) return;
     if (block.event === "change") on.change(JSON.parse(block.data));
     else if (block.event === "reset") on.reset(JSON.parse(block.data));
-    else if (block.event === "ready") {
+    else if (block.event === "auth-expired") {
+      if (block.id !== null) on.cursor(Number(block.id));
+      handle.signedOut = JSON.parse(block.data).reason;
+      end(`signed out: ${handle.signedOut}`);
+    } else if (block.event === "ready") {
       on.cursor(JSON.parse(block.data).cursor);
       isReady = true;
       clearTimeout(readyTimer);
@@ -60,6 +68,8 @@ export function openStream(url, heartbeatMs, on) {
     .then(async (response) => {
       if (!response.ok || !response.body) {
         const body = await response.json().catch(() => null);
+        if (needsSignIn(response.status, body)) handle.signedOut = "unauthenticated";
+        handle.retryAfter = retryAfter(response);
         throw new Error(body?.message || `HTTP ${response.status}`);
       }
       touch();

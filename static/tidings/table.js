@@ -2,13 +2,12 @@
 
 import { reportError } from "./errors.js";
 import { parseFilter } from "./filters.js";
-import { getJson, untilDone } from "./http.js";
 import { frame } from "./timing.js";
 
 /**
  * A live table. `host` is what it needs of its feed: `ready` (resolves to `describe(name)`,
- * the table descriptions by name), `path(path, query)`, `emit(type, payload)` and
- * `pendingFor(name)`. A filter the server would refuse throws its FilterError here, or
+ * the table descriptions by name), `path(path, query)`, `read(url, onError)` (a JSON answer,
+ * retried until final and waiting out a sign-in), `emit(type, payload)` and `pendingFor(name)`. A filter the server would refuse throws its FilterError here, or
  * rejects `ready` once the column types show it.
  */
 export class LiveTable {
@@ -43,9 +42,8 @@ export class LiveTable {
       try {
         const describe = await this.host.ready;
         this.conditions = parseFilter(this.filter, describe(this.name));
-        const body = await untilDone(
-          () => getJson(this.host.path(`/api/${this.name}`, query)),
-          (error) => this.host.emit("error", { source: "snapshot", table: this.name, message: error.message }),
+        const body = await this.host.read(this.host.path(`/api/${this.name}`, query), (error) =>
+          this.host.emit("error", { source: "snapshot", table: this.name, message: error.message }),
         );
         this.base = new Map(body.rows.map((row) => [row.id, row]));
         this.gone.clear();

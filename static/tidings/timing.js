@@ -64,3 +64,36 @@ export function frame(key, fn) {
     if (frameScheduled) runFrame();
   });
 }
+
+/** A token bucket: `take()` resolves when one of `rate` tokens a second (at most `burst` saved) is free. */
+export class Pacer {
+  constructor(rate, burst = rate) {
+    this.rate = rate;
+    this.burst = burst;
+    this.tokens = burst;
+    this.at = Date.now();
+    this.queue = Promise.resolve();
+  }
+
+  refill() {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.rate);
+    this.at = now;
+  }
+
+  /**
+   * Resolve when `count` tokens are free, in the order asked. More than the burst goes into
+   * debt that later takes wait out, so a big batch leaves at once but is paid for.
+   */
+  take(count = 1) {
+    const turn = this.queue.then(async () => {
+      const need = Math.min(count, this.burst);
+      this.refill();
+      if (this.tokens < need) await delay(((need - this.tokens) / this.rate) * 1000);
+      this.refill();
+      this.tokens -= count;
+    });
+    this.queue = turn;
+    return turn;
+  }
+}

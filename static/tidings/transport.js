@@ -1,5 +1,6 @@
 /** The network side, run by the leader tab only: SSE with its own retry policy, or long poll. */
 
+import { needsSignIn, retryAfter } from "./http.js";
 import { openStream } from "./stream.js";
 import { backoff } from "./timing.js";
 
@@ -12,8 +13,10 @@ const LONG_POLL_SECONDS = 25;
 
 /**
  * Keeps a feed connected. `sink` is what it serves: `heartbeatMs`, `cursor`, `url(path, query)`
- * (the subscription's URL), `receive(event)`, `reset(reset)`, `advance(cursor)`,
- * `setState(state, transport)` and `error({source, message})`.
+ * (the subscription's URL), `access()` (resolves to the credential's query), `receive(event)`,
+ * `reset(reset)`, `advance(cursor)`, `setState(state, transport)`, `error({source, message})`,
+ * `throttled(source, ms)` (the server asked to wait) and `signedOut(reason)`, which answers true when the credential was renewed (connect again
+ * at once) and otherwise stops this transport.
  */
 export class Transport {
   constructor(sink) {
@@ -88,15 +91,26 @@ export class Transport {
         if (!stream) continue;
       } else {
         sink.setState(this.everLive ? "reconnecting" : "connecting", null);
-        stream = this.open();
         try {
+          stream = await this.open();
           await stream.ready;
         } catch (error) {
           if (!current()) break;
-          if (stream.buffered) this.buffered = true;
+          if (stream?.signedOut || error.signedOut) {
+            if (sink.signedOut(stream?.signedOut ?? error.signedOut)) continue;
+            break;
+          }
+          if (stream?.buffered) this.buffered = true;
+          sink.error({ source: "stream", message: error.message });
+          const wait = stream?.retryAfter ?? error.retryAfter;
+          if (wait != null) {
+            // Asked to wait (429, 503): the stream works, so this is no reason to poll.
+            sink.throttled("stream", wait);
+            await this.sleep(wait);
+            continue;
+          }
           // Going offline is not the stream's fault: only real failures count towards polling.
           if (navigator.onLine) this.failures.push(Date.now());
-          sink.error({ source: "stream", message: error.message });
           await this.sleep(backoff(attempt++));
           continue;
         }
@@ -112,16 +126,31 @@ export class Transport {
       sink.setState("live", "stream");
       await stream.done;
       if (!current()) break;
+      if (stream.signedOut) {
+        if (sink.signedOut(stream.signedOut)) continue;
+        break;
+      }
       // Not live while waiting out the backoff: the stream is already gone.
       sink.setState("reconnecting", null);
       await this.sleep(backoff(attempt++));
     }
   }
 
+  /** Resolve to the credential's query; a refusal to renew it rejects with `signedOut` set. */
+  async access() {
+    try {
+      return await this.sink.access();
+    } catch (error) {
+      if (needsSignIn(error.status, error.body)) error.signedOut = "unauthenticated";
+      throw error;
+    }
+  }
+
   /** Open one stream from the sink's cursor, tracked until it ends. */
-  open() {
+  async open() {
     const sink = this.sink;
-    const stream = openStream(sink.url("/stream", { cursor: sink.cursor }), sink.heartbeatMs, {
+    const query = await this.access();
+    const stream = openStream(sink.url("/stream", { cursor: sink.cursor, ...query }), sink.heartbeatMs, {
       change: (event) => sink.receive(event),
       reset: (reset) => sink.reset(reset),
       cursor: (cursor) => sink.advance(cursor),
@@ -142,8 +171,8 @@ export class Transport {
     let found = null;
     const probe = async () => {
       if (controller.signal.aborted || !current()) return;
-      const stream = this.open();
       try {
+        const stream = await this.open();
         found = await stream.ready;
         controller.abort();
       } catch {
@@ -158,13 +187,23 @@ export class Transport {
     let failures = 0;
     while (!controller.signal.aborted && current()) {
       try {
-        const response = await fetch(sink.url("/api/changes", { cursor: sink.cursor, wait: LONG_POLL_SECONDS }), {
+        const query = await this.access();
+        const response = await fetch(sink.url("/api/changes", { cursor: sink.cursor, wait: LONG_POLL_SECONDS, ...query }), {
           signal: controller.signal,
           cache: "no-store",
         });
         const body = await response.json();
+        if (needsSignIn(response.status, body)) {
+          throw Object.assign(new Error(body.message), { signedOut: body.details?.reason ?? "unauthenticated" });
+        }
         if (response.status === 410) {
           sink.reset(body.reset);
+          continue;
+        }
+        const wait = retryAfter(response);
+        if (wait != null) {
+          sink.throttled("poll", wait);
+          await Promise.race([this.sleep(wait), new Promise((r) => controller.signal.addEventListener("abort", r))]);
           continue;
         }
         if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
@@ -174,6 +213,10 @@ export class Transport {
         sink.setState("polling", "poll");
       } catch (error) {
         if (controller.signal.aborted) break;
+        if (error.signedOut) {
+          if (sink.signedOut(error.signedOut)) continue;
+          break;
+        }
         sink.setState(navigator.onLine ? "reconnecting" : "offline", null);
         sink.error({ source: "poll", message: error.message });
         await Promise.race([this.sleep(backoff(failures++)), new Promise((r) => controller.signal.addEventListener("abort", r))]);

@@ -1,10 +1,13 @@
 /** Optimistic writes: pending state, acknowledgement, confirmation, rollback and the offline queue. */
 
 import { WriteError } from "./errors.js";
+import { needsSignIn, retryAfter } from "./http.js";
 import { Outbox } from "./outbox.js";
-import { backoff } from "./timing.js";
+import { backoff, Pacer } from "./timing.js";
 
 const BATCH_SIZE = 500;
+// Writes a second this client sends at most: below the server's default of 20.
+const WRITE_RATE = 10;
 const METHODS = { insert: "POST", update: "PATCH", delete: "DELETE" };
 const OPS = { insert: "insert", update: "update", delete: "delete", POST: "insert", PATCH: "update", DELETE: "delete" };
 
@@ -26,11 +29,17 @@ function toWire(op) {
 
 /**
  * The writes of one feed. `host` is what they need of it: `path(path)`, `cursor`, `state`,
- * `leader`, `broadcast(message)` to the other tabs, `emit(type, payload)` and `changed(table)`.
+ * `leader`, `headers()` (the credential's), `broadcast(message)` to the other tabs,
+ * `emit(type, payload)`, `changed(table)` and `signedOut(reason)`. At most `rate` writes a
+ * second leave (a token bucket); a 429 or 503 holds every write for its Retry-After.
  */
 export class Writes {
-  constructor(host, outboxName) {
+  constructor(host, outboxName, rate = WRITE_RATE) {
     this.host = host;
+    // Half a second's worth at once, so no second ever holds more than 1.5 × rate.
+    this.pacer = new Pacer(rate, Math.max(1, rate / 2));
+    this.batchSize = BATCH_SIZE;
+    this.retryAt = 0;
     this.pending = [];
     this.outbox = new Outbox(outboxName);
     this.flushing = false;
@@ -91,9 +100,11 @@ export class Writes {
 
   async send(op) {
     const queued = (await this.outbox.all()).length > 0;
-    if (queued || !navigator.onLine || this.host.state === "offline") return this.enqueue(op);
+    const held = ["offline", "signed-out"].includes(this.host.state) || Date.now() < this.retryAt;
+    if (queued || held || !navigator.onLine) return this.enqueue(op);
+    await this.pacer.take();
     const path = op.op === "insert" ? `/api/${op.table}` : `/api/${op.table}/${op.id}`;
-    const headers = { "Idempotency-Key": op.key };
+    const headers = { ...this.host.headers(), "Idempotency-Key": op.key };
     if (op.op !== "delete") headers["Content-Type"] = "application/json";
     if (op.ifMatch != null) headers["If-Match"] = `"${op.ifMatch}"`;
     let response;
@@ -108,8 +119,22 @@ export class Writes {
     } catch {
       return this.enqueue(op);
     }
+    if (needsSignIn(response.status, body)) {
+      this.host.signedOut(body?.error === "csrf_failed" ? "csrf_failed" : "unauthenticated");
+      return this.enqueue(op);
+    }
+    this.hold(response);
     if (response.status >= 500 || response.status === 429 || response.status === 408) return this.enqueue(op);
     this.settle(op.key, response.status, body);
+  }
+
+  /** Hold every write for a 429's or 503's Retry-After, and say so with `throttled`. */
+  hold(response) {
+    const wait = retryAfter(response);
+    if (wait === null) return false;
+    this.retryAt = Date.now() + wait;
+    this.host.emit("throttled", { source: "write", retryAfter: wait / 1000, until: this.retryAt });
+    return true;
   }
 
   async enqueue(op) {
@@ -128,18 +153,39 @@ export class Writes {
       this.flushAgain = true;
       return;
     }
-    this.flushing = true;
     clearTimeout(this.retryTimer);
+    const wait = this.retryAt - Date.now();
+    if (wait > 0) {
+      this.retryTimer = setTimeout(() => this.flush(), wait);
+      return;
+    }
+    this.flushing = true;
     try {
-      const entries = (await this.outbox.all()).slice(0, BATCH_SIZE);
+      const entries = (await this.outbox.all()).slice(0, this.batchSize);
       if (!entries.length) return;
+      await this.pacer.take(entries.length);
       const response = await fetch(host.path("/api/batch"), {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers: { ...host.headers(), "Content-Type": "application/json" },
         body: JSON.stringify({ ops: entries.map((entry) => entry.op) }),
       });
+      const body = await response.json();
+      if (needsSignIn(response.status, body)) {
+        host.signedOut(body?.error === "csrf_failed" ? "csrf_failed" : "unauthenticated");
+        return;
+      }
+      if (response.status === 400 && body.error === "batch_too_large") {
+        // The server's write limit caps a batch: send smaller ones.
+        this.batchSize = Math.max(1, body.details.max_ops);
+        this.flushAgain = true;
+        return;
+      }
+      if (this.hold(response)) {
+        this.flushAgain = true;
+        return;
+      }
       if (!response.ok) throw new Error(`batch answered ${response.status}`);
-      const { results } = await response.json();
+      const { results } = body;
       const applied = [];
       for (const [i, result] of results.entries()) {
         // A server-side failure stops the batch here so later writes keep their order.
@@ -154,7 +200,7 @@ export class Writes {
       }
       this.retries = 0;
       if (applied.length < entries.length) throw new Error("the server could not apply every write");
-      if (entries.length === BATCH_SIZE) this.flushAgain = true;
+      if (entries.length === this.batchSize) this.flushAgain = true;
     } catch (error) {
       host.emit("error", { source: "flush", message: error.message });
       this.retryTimer = setTimeout(() => this.flush(), backoff(this.retries++));

@@ -76,7 +76,7 @@ def open_dashboard(context: BrowserContext, url: str) -> Page:
 def wait_state(page: Page, *states: str) -> None:
     """Wait until the connection indicator is in one of the states."""
     page.wait_for_function(
-        "states => states.includes(document.querySelector('#status').dataset.state)",
+        "states => states.includes(document.querySelector('#status')?.dataset.state)",
         arg=list(states),
     )
 

@@ -57,14 +57,14 @@ def _measure(browser, url: str, writes: int, shared: bool) -> list[float]:
         sign_in_browser(context, url)
     for page in (writer, watcher):
         page.goto(url + "/")
-        page.wait_for_function("document.querySelector('#status').dataset.state === 'live'")
+        page.wait_for_function("() => document.querySelector('#status').dataset.state === 'live'")
     watcher.evaluate(WATCH)
     latencies = []
     try:
         for i in range(writes):
             marker = f"bench-{int(shared)}{i:04d}"
             started = writer.evaluate(WRITE, marker)
-            watcher.wait_for_function("m => m in window.seenAt", arg=marker, timeout=10_000)
+            watcher.wait_for_function("() => m => m in window.seenAt", arg=marker, timeout=10_000)
             latencies.append(watcher.evaluate("m => window.seenAt[m]", marker) - started)
             time.sleep(0.05)
     finally:

@@ -69,7 +69,7 @@ def open_dashboard(context: BrowserContext, url: str) -> Page:
     page.goto(url + "/")
     wait_state(page, "live")
     page.wait_for_selector("html[data-loaded]", state="attached")
-    page.wait_for_function("new Promise(requestAnimationFrame)")
+    page.wait_for_function("() => new Promise(requestAnimationFrame)")
     return page
 
 

@@ -142,7 +142,7 @@ def test_signing_out_mid_stream_shows_the_form_and_signing_in_again_loses_nothin
         """() => { window.queuedSale = tidings.write("sales_logs", "insert",
              {bread_type_id: 2, quantity: 5, unit_price: 4.2, shift: "night"}); }"""
     )
-    page.wait_for_function("tidings.queued().then((n) => n === 1)")
+    page.wait_for_function("() => tidings.queued().then((n) => n === 1)")
     cursor = page.evaluate("tidings.cursor")
 
     page.fill("#signin-username", "admin")
@@ -160,7 +160,7 @@ def test_signing_out_mid_stream_shows_the_form_and_signing_in_again_loses_nothin
     assert page.evaluate("tidings.queued()") == 0
     # Still writing after the new session: the page took its new CSRF token.
     page.click("#sale-form button[type=submit]")
-    page.wait_for_function("tidings.pending === 0")
+    page.wait_for_function("() => tidings.pending === 0")
     wait_stock(page, db_stock(dashboard.url))
 
 
@@ -268,7 +268,7 @@ def test_a_revoked_token_shows_signed_out(dashboard, app, new_context):
         f"{url}/api/auth/tokens/{token_id}", headers=holder.headers, timeout=10
     )
     assert revoked.status_code in (200, 204), revoked.text
-    page.wait_for_function("document.querySelector('#status').dataset.state === 'signed-out'")
+    page.wait_for_function("() => document.querySelector('#status').dataset.state === 'signed-out'")
     assert page.evaluate("reasons") == ["revoked"]
 
 

@@ -207,7 +207,7 @@ def test_a_throwing_handler_does_not_stop_updates(dashboard, context):
     expect(page.locator('#sales li:has-text("13 ×")')).to_have_count(1)
     expect(page.locator(".toast", has_text="handler failed: boom").first).to_be_visible()
     # The audit row of the sale is an insert too.
-    page.wait_for_function("window.seen >= 1")
+    page.wait_for_function("() => window.seen >= 1")
     wait_stock(page, db_stock(dashboard.url))
 
 

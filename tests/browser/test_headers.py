@@ -29,7 +29,7 @@ def _watched(context: BrowserContext) -> list[str]:
 
 
 def _no_violations(page: Page, messages: list[str]) -> None:
-    page.wait_for_function("new Promise(requestAnimationFrame)")
+    page.wait_for_function("() => new Promise(requestAnimationFrame)")
     assert page.evaluate("window.__violations") == []
     assert messages == []
 

@@ -26,8 +26,9 @@ PAGE = 500
 # Bytes of frames one replay page aims at: large rows make pages of fewer events, so a
 # stream stalled on a slow socket holds little of the log while it waits.
 REPLAY_PAGE_BYTES = 128 * 1024
-# Events of the first replay page, before the size of the rows is known.
-FIRST_REPLAY_PAGE = 100
+# Events of the first replay page, before the size of the rows is known: few, as rows may
+# be large; the next pages grow toward PAGE when they are small.
+FIRST_REPLAY_PAGE = 16
 # The most bytes one write to a socket carries: a stalled socket holds at most this much.
 CHUNK_BYTES = 64 * 1024
 # Pages one poll may scan for matches before it answers with what it has.
@@ -213,7 +214,11 @@ class Stream:
                 if frames:
                     self.cursor = ids[-1]
                     self.sent += len(frames)
-                    yield from chunks(frames)
+                    # The usual few frames go out as one write, with no generator per wake.
+                    if len(frames) == 1 or sum(map(len, frames)) <= CHUNK_BYTES:
+                        yield b"".join(frames)
+                    else:
+                        yield from chunks(frames)
                 elif not woke:
                     self.cursor = max(self.cursor, subscriber.safe_cursor)
                     yield sse.heartbeat(self.cursor)

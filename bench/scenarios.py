@@ -9,6 +9,7 @@ import requests
 
 from .publisher import EVENT_BYTES, bench_event, feedback_row, send_paced
 from .server import BenchServer, busy_cores, cpu_seconds, rss_bytes
+from .slow_clients import slow_clients
 from .swarm import SwarmProcess
 
 TARGET_LATENCY_MS = 100
@@ -229,4 +230,5 @@ SCENARIOS = {
     "redis_clients": redis_clients,
     "fanout": fanout,
     "policy_cost": policy_cost,
+    "slow_clients": slow_clients,
 }

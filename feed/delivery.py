@@ -23,6 +23,14 @@ if TYPE_CHECKING:
 
 # Events read from the log per query while replaying or polling.
 PAGE = 500
+# Bytes of frames one replay page aims at: large rows make pages of fewer events, so a
+# stream stalled on a slow socket holds little of the log while it waits.
+REPLAY_PAGE_BYTES = 128 * 1024
+# Events of the first replay page, before the size of the rows is known: few, as rows may
+# be large; the next pages grow toward PAGE when they are small.
+FIRST_REPLAY_PAGE = 16
+# The most bytes one write to a socket carries: a stalled socket holds at most this much.
+CHUNK_BYTES = 64 * 1024
 # Pages one poll may scan for matches before it answers with what it has.
 POLL_SCAN_PAGES = 20
 
@@ -30,17 +38,17 @@ Match = tuple[Event, TopicView, str]
 
 
 def _scan(
-    runtime: FeedRuntime, subscription: Subscription, after: int
+    runtime: FeedRuntime, subscription: Subscription, after: int, page: int = PAGE
 ) -> tuple[list[Match], int, bool]:
-    """Read one page of the log after a cursor; return matches, the position reached, and
-    whether that position is the head."""
+    """Read one page of `page` events of the log after a cursor; return matches, the
+    position reached, and whether that position is the head."""
     with runtime.read() as conn:
         head = runtime.log.head(conn)
         if not same_log(after, head):
             # The log moved to another epoch: nothing here follows this cursor (it resets).
             return [], after, True
         events = runtime.log.read(
-            conn, after, topics=list(subscription.topics), until=head, limit=PAGE
+            conn, after, topics=list(subscription.topics), until=head, limit=page
         )
     matches = []
     for event in events:
@@ -48,7 +56,7 @@ def _scan(
         op = view.effective_op(event.data)
         if op is not None:
             matches.append((event, view, op))
-    if len(events) < PAGE:
+    if len(events) < page:
         return matches, max(head, after), True
     return matches, events[-1].id, False
 
@@ -85,6 +93,36 @@ def _reset_frame(reset: dict) -> bytes:
     return sse.frame(orjson.dumps(reset), id=reset["cursor"], event="reset")
 
 
+def _replay_page(
+    runtime: FeedRuntime, subscription: Subscription, after: int, page: int
+) -> tuple[list[bytes], int, bool]:
+    """Read one replay page after a cursor; return its frames (the events themselves are
+    let go), the position reached, and whether that position is the head."""
+    matches, position, at_head = _scan(runtime, subscription, after, page)
+    return [render_frame(event, view, op) for event, view, op in matches], position, at_head
+
+
+def _next_page(frames: list[bytes], page: int) -> int:
+    """Size the next replay page so its frames come to about REPLAY_PAGE_BYTES."""
+    if not frames:
+        return page
+    size = sum(map(len, frames))
+    return max(1, min(PAGE, REPLAY_PAGE_BYTES * len(frames) // size))
+
+
+def chunks(frames: list[bytes]) -> Iterator[bytes]:
+    """Write frames in joins of at most CHUNK_BYTES (or one frame, when it is larger),
+    letting go of each join's frames before it is written."""
+    while frames:
+        size, end, count = len(frames[0]), 1, len(frames)
+        while end < count and size + len(frames[end]) <= CHUNK_BYTES:
+            size += len(frames[end])
+            end += 1
+        chunk = b"".join(frames[:end])
+        del frames[:end]
+        yield chunk
+
+
 def _head(runtime: FeedRuntime) -> int:
     with runtime.read() as conn:
         return runtime.log.head(conn)
@@ -113,12 +151,16 @@ class Stream:
         self.credential = Credential(runtime.credentials, principal)
 
     def _replay(self) -> Iterator[bytes]:
-        """Send every matching logged event after the cursor, up to the head."""
+        """Send every matching logged event after the cursor, up to the head, in pages sized
+        by bytes and writes of bounded size."""
+        page = FIRST_REPLAY_PAGE
         while True:
-            matches, position, at_head = _scan(self.runtime, self.subscription, self.cursor)
-            if matches:
-                self.sent += len(matches)
-                yield b"".join(render_frame(event, view, op) for event, view, op in matches)
+            frames, position, at_head = _replay_page(
+                self.runtime, self.subscription, self.cursor, page
+            )
+            self.sent += len(frames)
+            page = _next_page(frames, page)
+            yield from chunks(frames)
             self.cursor = position
             if at_head:
                 return
@@ -164,13 +206,19 @@ class Stream:
                     yield from self._replay()
                     continue
                 ids, frames = taken
+                # Only the frames still to write stay referenced while the socket drains.
+                del taken
                 # Ids ascend, so what replay already sent is a prefix of the queue.
                 if ids and ids[0] <= self.cursor:
                     frames = frames[bisect_right(ids, self.cursor) :]
                 if frames:
                     self.cursor = ids[-1]
                     self.sent += len(frames)
-                    yield b"".join(frames)
+                    # The usual few frames go out as one write, with no generator per wake.
+                    if len(frames) == 1 or sum(map(len, frames)) <= CHUNK_BYTES:
+                        yield b"".join(frames)
+                    else:
+                        yield from chunks(frames)
                 elif not woke:
                     self.cursor = max(self.cursor, subscriber.safe_cursor)
                     yield sse.heartbeat(self.cursor)

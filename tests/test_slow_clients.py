@@ -1,0 +1,98 @@
+"""Stuck and slow clients among normal ones: nobody misses anything, memory stays bounded."""
+
+import threading
+import time
+
+from bench.slow_clients import RssSampler
+
+from .delivery_tools import Follower, RawStream, changes, head, wait_for
+
+# Events and their size: each client's share is far more than its socket buffers hold
+# (the kernel's send buffer alone takes up to 4 MiB).
+EVENTS = 150
+ROW_CHARS = 64_000
+# A generous bound on the worker's growth (the bench measures it precisely): ~8 MiB here
+# with pages bounded by bytes, 65-80 MiB when a stalled stream held a 500-event page.
+RSS_GROWTH = 32 * 2**20
+
+
+class Reader(threading.Thread):
+    """Read a RawStream's change events, pausing after each block while `pause` is set."""
+
+    def __init__(self, raw: RawStream, start: int, pause: float):
+        super().__init__(daemon=True)
+        self.raw, self.last_id, self.pause = raw, start, pause
+        self.events: list[dict] = []
+        self.target: int | None = None
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            while self.target is None or self.last_id < self.target:
+                block = next(self.raw.blocks)
+                if block.event == "change":
+                    self.events.append(block.json())
+                if block.id is not None:
+                    self.last_id = int(block.id)
+                if self.target is None:
+                    time.sleep(self.pause)
+        except Exception as exc:
+            self.error = exc
+
+
+def test_stuck_and_slow_clients_cost_bounded_memory_and_miss_nothing(start_server):
+    server = start_server(
+        workers=1, HEARTBEAT_SECONDS="1", SUBSCRIBER_MAX_PENDING="16", TOPICS="bench"
+    )
+    (pid,) = server.worker_pids()
+    start = head(server.url)
+    query = "topics=bench"
+    deadline = time.monotonic() + 90
+    normal = [
+        Follower(server.url, query, start, seed=n, deadline=deadline, drops=False)
+        for n in range(10)
+    ]
+    stuck = [RawStream(server.url, f"{query}&cursor={start}", timeout=30) for _ in range(4)]
+    slow = [
+        Reader(RawStream(server.url, f"{query}&cursor={start}", timeout=30), start, 0.05)
+        for _ in range(4)
+    ]
+    for client in (*normal, *slow):
+        client.start()
+    sampler = RssSampler(pid)
+    with server.session() as http:
+        for n in range(EVENTS):
+            body = {"topic": "bench", "data": {"n": n, "pad": "x" * ROW_CHARS}}
+            response = http.post(f"{server.url}/api/publish", json=body, timeout=30)
+            assert response.status_code == 201, response.text
+    final = head(server.url)
+    for follower in normal:
+        follower.target = final
+    for follower in normal:
+        follower.join(timeout=30)
+    sampler.stop()
+    expected = changes(server.url, query, start)
+    assert len(expected) == EVENTS
+    for follower in normal:
+        assert follower.error is None, repr(follower.error)
+        assert follower.events == expected
+    # The stuck ones have not read a byte yet; now they and the slow ones read it all.
+    assert all(raw.received == 0 for raw in stuck)
+    lagging = slow + [Reader(raw, start, 0) for raw in stuck]
+    for reader in lagging:
+        reader.target = final
+    for reader in lagging[len(slow) :]:
+        reader.start()
+    for reader in lagging:
+        reader.join(timeout=60)
+        reader.raw.close()
+        assert reader.error is None, repr(reader.error)
+        assert reader.events == expected
+
+    # Queues overflowed and were caught up from the log.
+    def catch_ups() -> int:
+        figures = server.http.get(f"{server.url}/monitor.json", timeout=10).json()
+        return figures["counters"]["slow_consumer_catch_ups"]
+
+    wait_for(catch_ups, 10, "the monitor to count catch-ups from the log")
+    assert max(sampler.samples) - sampler.samples[0] < RSS_GROWTH

@@ -8,6 +8,10 @@ from contextlib import ExitStack
 
 import pytest
 
+from feed import writes
+from feed.presence import Presence
+from feed.principal import Principal
+
 from .identities import make_user
 from .sse import SseStream
 
@@ -125,3 +129,30 @@ def test_nobody_publishes_presence_through_the_api(app, server):
         f"{server.url}/api/presence", headers={"Authorization": None}, timeout=10
     )
     assert unsigned.status_code == 401 and unsigned.json()["error"] == "unauthenticated"
+
+
+def test_a_dead_worker_s_users_leave_once_its_lease_lapses(app, start_server):
+    channel = f"tidings:{uuid.uuid4().hex}"
+    server = start_server(**SETTINGS, FEED_CHANNEL=channel, PRESENCE_LEASE_SECONDS="3")
+    ghost, watcher = make_user(app, "viewer"), make_user(app, "viewer")
+    rt = app.extensions["tidings"]
+    # A worker of this process that holds a stream, then dies: it never renews nor releases.
+    dead = Presence(
+        app.config["REDIS_URL"],
+        channel,
+        lambda data: writes.publish(rt, "presence", data),
+        app.app_context,
+        lease_seconds=3,
+    )
+    try:
+        with SseStream(server.url, WATCH, headers=watcher.headers) as watch:
+            watch.until("ready")
+            principal = Principal(user_id=ghost.user_id, username=ghost.username, role="viewer")
+            dead.opened(principal, ("sales_logs",))
+            assert listed(server, watcher, ghost.username)["topics"] == ["sales_logs"]
+            # The server's workers sweep it after the 3 s lease: one leave, from one of them.
+            states = [event["state"] for event in presence_of(watch, ghost.username, 7)]
+        assert states == ["join", "leave"]
+        assert listed(server, watcher, ghost.username) is None
+    finally:
+        dead.close()

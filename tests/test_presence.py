@@ -12,6 +12,7 @@ from feed import writes
 from feed.presence import Presence
 from feed.principal import Principal
 
+from .delivery_tools import SALE, create_bread_types
 from .identities import make_user
 from .sse import SseStream
 
@@ -156,3 +157,34 @@ def test_a_dead_worker_s_users_leave_once_its_lease_lapses(app, start_server):
         assert listed(server, watcher, ghost.username) is None
     finally:
         dead.close()
+
+
+def test_while_redis_is_down_streams_go_on_and_presence_comes_back(app, start_server, fresh_redis):
+    server = start_server(
+        **SETTINGS, redis_url=fresh_redis.url, PRESENCE_LEASE_SECONDS="3", FEED_CHANNEL="t:down"
+    )
+    staff, reader = make_user(app, "staff", 1), make_user(app, "viewer")
+    fresh_redis.kill()
+    with ExitStack() as stack:
+        stream = opened(stack, server, staff)
+        down = server.http.get(f"{server.url}/api/presence", headers=reader.headers, timeout=10)
+        assert down.status_code == 503 and down.json()["error"] == "presence_unavailable"
+        # Writes and the open stream carry on.
+        breads = create_bread_types(server.url)
+        sale = SALE | {"bread_type_id": breads[0], "shift": "morning", "store_id": 1}
+        sold = server.http.post(f"{server.url}/api/sales_logs", json=sale, timeout=10)
+        assert sold.status_code == 201, sold.text
+        assert stream.until("change")[-1].json()["id"] == sold.json()["event"]
+        fresh_redis.start()
+        # The next renewal (every second here) puts the open stream back.
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            answer = server.http.get(
+                f"{server.url}/api/presence", headers=reader.headers, timeout=10
+            )
+            users = answer.json()["users"] if answer.status_code == 200 else []
+            if any(user["username"] == staff.username for user in users):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the open stream was not back in the roster within 8 s")

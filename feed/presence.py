@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import gevent
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .bus import REDIS_DOWN
 from .errors import ApiError
@@ -34,6 +36,8 @@ logger = logging.getLogger("tidings.presence")
 LEASE_SECONDS = 30.0
 # The longest a Redis step may take: presence sits on every stream's open and close.
 REDIS_WAIT_SECONDS = 0.25
+# Connections to Redis a process's presence may hold.
+REDIS_CONNECTIONS = 2
 
 # Lua shared by the scripts: drop a user's lapsed entries (and their topics).
 _DROP_LAPSED = """
@@ -162,11 +166,18 @@ class Presence:
         *,
         lease_seconds: float = LEASE_SECONDS,
     ):
-        self.client = redis.Redis.from_url(
+        # A few pooled connections, whatever the number of streams opening at once.
+        pool = redis.BlockingConnectionPool.from_url(
             redis_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_WAIT_SECONDS,
             socket_timeout=REDIS_WAIT_SECONDS,
             socket_connect_timeout=REDIS_WAIT_SECONDS,
+            # One immediate reconnect for a pooled connection Redis closed, no more: a
+            # stream open never waits out a backoff on a Redis that is gone.
+            retry=Retry(NoBackoff(), 1),
         )
+        self.client = redis.Redis(connection_pool=pool)
         self.prefix = f"{namespace}:presence:"
         self.publish = publish
         self.app_context = app_context

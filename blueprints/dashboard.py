@@ -75,10 +75,7 @@ def _presence(body) -> dict:
 
 @bp.post("/presence")
 def presence():
-    """Publish whether a signed-in tab is here or away to the `presence` topic.
-
-    The server publishes it (no principal): clients may not publish to `presence` themselves.
-    """
+    """Publish who is viewing the dashboard to the `presence` topic."""
     data = _presence(json_body())
-    status, result = writes.publish(runtime(), "presence", data)
+    status, result = writes.publish(runtime(), "presence", data, principal=g.principal)
     return json_response(result, status)

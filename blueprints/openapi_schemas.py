@@ -227,21 +227,5 @@ FIXED = {
         },
         required=("client", "state"),
     ),
-    "Roster": _object(
-        {
-            "users": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "username": STRING,
-                        "role": STRING,
-                        "since": TIMESTAMP,
-                        "topics": {"type": "array", "items": STRING},
-                    }
-                ),
-            },
-            "cursor": CURSOR,
-        }
-    ),
     "Status": _object({"status": STRING}, additionalProperties=True),
 }

@@ -75,12 +75,16 @@ def assert_limited(response, limit: str, most_seconds: int) -> int:
     return seconds
 
 
+def fill_writes(client, count: int) -> None:
+    """Make `count` writes, all accepted: a limit of that many is then used up."""
+    statuses = [client.post("/api/bread_types", json=bread(n)).status_code for n in range(count)]
+    assert statuses == [201] * count
+
+
 def test_writes_over_the_limit_get_429_and_change_nothing(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="3/minute")
     client = bearer_client(app, admin)
-    assert [client.post("/api/bread_types", json=bread(n)).status_code for n in range(3)] == [
-        201
-    ] * 3
+    fill_writes(client, 3)
     head = log_head(app)
     assert_limited(client.post("/api/bread_types", json=bread(3)), "3 per 1 minute", 60)
     assert_limited(client.delete("/api/bread_types/1"), "3 per 1 minute", 60)
@@ -142,9 +146,7 @@ def test_polls_and_stream_opens_have_their_own_limits(limited_app, admin):
 def test_a_limit_recovers_after_its_window(limited_app, admin):
     app = limited_app(RATE_LIMIT_WRITES="3/second")
     client = bearer_client(app, admin)
-    assert [client.post("/api/bread_types", json=bread(n)).status_code for n in range(3)] == [
-        201
-    ] * 3
+    fill_writes(client, 3)
     seconds = assert_limited(client.post("/api/bread_types", json=bread(3)), "3 per 1 second", 1)
     time.sleep(seconds + 0.05)
     assert client.post("/api/bread_types", json=bread(4)).status_code == 201

@@ -32,6 +32,8 @@ def from_environment(instance_path: str) -> dict:
         "FEED_CHANNEL": os.environ.get("FEED_CHANNEL", "tidings:events"),
         # Seconds between heartbeat blocks on an idle stream.
         "HEARTBEAT_SECONDS": _float("HEARTBEAT_SECONDS", 15),
+        # Seconds a stream's presence outlives its worker: a dead worker's users leave by then.
+        "PRESENCE_LEASE_SECONDS": _float("PRESENCE_LEASE_SECONDS", 30),
         # Base EventSource reconnect delay sent as `retry:`; a random jitter is added.
         "RETRY_MS": _int("RETRY_MS", 2000),
         "RETRY_JITTER_MS": _int("RETRY_JITTER_MS", 3000),

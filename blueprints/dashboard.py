@@ -75,7 +75,10 @@ def _presence(body) -> dict:
 
 @bp.post("/presence")
 def presence():
-    """Publish who is viewing the dashboard to the `presence` topic."""
+    """Publish whether a signed-in tab is here or away to the `presence` topic.
+
+    The server publishes it (no principal): clients may not publish to `presence` themselves.
+    """
     data = _presence(json_body())
-    status, result = writes.publish(runtime(), "presence", data, principal=g.principal)
+    status, result = writes.publish(runtime(), "presence", data)
     return json_response(result, status)

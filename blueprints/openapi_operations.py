@@ -323,6 +323,15 @@ OPERATIONS: dict[str, Callable[[LiveTable | None, Context], dict]] = {
     "openapi.document_json": _fixed(OPEN, {200: ok(ANY_OBJECT, "This document (OpenAPI 3.1).")}),
     "stream.stream": stream,
     "stream.changes": changes,
+    "stream.presence": _fixed(
+        READ,
+        {200: ok(ref("Roster"), "Who is connected now, and the cursor to follow from.")},
+        400,
+        *SIGNED_IN,
+        parameters=[
+            param("topics", "query", STRING, "Comma-separated topics: only users on them.")
+        ],
+    ),
     "auth.login": _fixed(
         OPEN,
         {200: ok(ref("SignedIn"), "Signed in.")},

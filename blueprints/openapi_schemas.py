@@ -227,5 +227,21 @@ FIXED = {
         },
         required=("client", "state"),
     ),
+    "Roster": _object(
+        {
+            "users": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "username": STRING,
+                        "role": STRING,
+                        "since": TIMESTAMP,
+                        "topics": {"type": "array", "items": STRING},
+                    }
+                ),
+            },
+            "cursor": CURSOR,
+        }
+    ),
     "Status": _object({"status": STRING}, additionalProperties=True),
 }

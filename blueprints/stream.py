@@ -6,6 +6,7 @@ from feed import ApiError, runtime
 from feed.delivery import Stream, poll
 from feed.filters import parse_subscription
 from feed.policy import visible_subscription
+from feed.presence import read_roster
 
 from .http import int_arg, json_response, parse_int
 from .observe import long_poll, observed_stream
@@ -69,3 +70,11 @@ def changes():
         with long_poll():
             return json_response(poll(rt, subscription, cursor, limit, wait, g.principal))
     return json_response(poll(rt, subscription, cursor, limit, wait, g.principal))
+
+
+@bp.get("/api/presence")
+def presence():
+    """Return who has a stream open (to any of `topics=`, when given) and the cursor from
+    which their join and leave events follow."""
+    topics = set(_subscription().topics) if request.args.get("topics") else None
+    return json_response(read_roster(runtime(), g.principal, topics))

@@ -148,6 +148,7 @@ class Stream:
         self.cursor = cursor
         self.sent = 0
         self.subscriber = Subscriber(subscription, runtime.config["SUBSCRIBER_MAX_PENDING"])
+        self.principal = principal
         self.credential = Credential(runtime.credentials, principal)
 
     def _replay(self) -> Iterator[bytes]:
@@ -172,6 +173,8 @@ class Stream:
         # Registered before the log is read, so nothing falls between replay and live.
         hub.add(subscriber)
         credential.watch(subscriber)
+        # Counted once registered, so the stream sees its own user's join.
+        presence = runtime.presence.opened(self.principal, tuple(self.subscription.topics))
         try:
             retry = config["RETRY_MS"] + random.randint(0, config["RETRY_JITTER_MS"])
             opening = [sse.frame(retry=retry)]
@@ -223,6 +226,7 @@ class Stream:
                     self.cursor = max(self.cursor, subscriber.safe_cursor)
                     yield sse.heartbeat(self.cursor)
         finally:
+            runtime.presence.closed(presence)
             credential.unwatch(subscriber)
             hub.remove(subscriber)
             subscriber.close()

@@ -28,6 +28,7 @@ from .log import Event, EventLog
 from .metrics import FeedMetrics
 from .monitor import Monitor
 from .policy import TOPIC_POLICIES, TopicPolicies
+from .presence import Presence
 from .registry import BUILTIN_TOPICS, Registry
 from .relay import Relay
 from .retention import Retention
@@ -102,6 +103,13 @@ class FeedRuntime:
             health_check_interval=30,
         )
         self.bus = Bus(self.redis, config["FEED_CHANNEL"], self.relay)
+        self.presence = Presence(
+            config["REDIS_URL"],
+            config["FEED_CHANNEL"],
+            lambda data: writes.publish(self, "presence", data),
+            app.app_context,
+            lease_seconds=config["PRESENCE_LEASE_SECONDS"],
+        )
         self.retention = Retention(app, self.log, self.idempotency, self.transactions)
         self.monitor = Monitor(self)
         self.started = False
@@ -161,6 +169,7 @@ class FeedRuntime:
             gevent.spawn(self.relay.run, self.bus),
             gevent.spawn(self.retention.run),
             gevent.spawn(self.monitor.run),
+            gevent.spawn(self.presence.run),
         ]
 
     def stop(self) -> None:
@@ -176,4 +185,5 @@ class FeedRuntime:
         if self.started:
             self.stop()
         self.redis.close()
+        self.presence.close()
         self.engine.dispose()

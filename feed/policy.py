@@ -151,8 +151,9 @@ class TopicPolicies:
 TOPIC_POLICIES = TopicPolicies(
     MappingProxyType(
         {
-            # Every signed-in page announces itself and sees who else is there.
-            "presence": Policy(read=_SIGNED_IN, publish=_SIGNED_IN),
+            # Every signed-in role sees who is there; only the server publishes it, from
+            # the streams it holds open, so nobody announces someone else.
+            "presence": Policy(read=_SIGNED_IN),
             # Only the server publishes the monitor's figures; it needs no rule for that.
             "monitor": Policy(read=_MANAGERS),
         }

@@ -398,10 +398,35 @@ feed.on("error", (error) => {
   if (error.source === "handler") toast(`A live-update handler failed: ${error.message}`, "error");
 });
 
-// Presence: each tab announces itself; everyone answers a newcomer's hello.
+// Presence: the server says who is connected (a roster, then join and leave events); each
+// tab adds whether it is here or away, and everyone answers a newcomer's hello.
 
 const tab = { client: `tab-${Math.random().toString(36).slice(2, 10)}`, joined: false };
 const viewers = new Map();
+// Connected users by name, and the `since` of each one's last leave: events and the roster
+// may arrive in any order, and a leave only ends the connection it names.
+const online = new Map();
+const left = new Map();
+
+function joined(user) {
+  if ((left.get(user.username) ?? "") >= user.since) return;
+  if ((online.get(user.username)?.since ?? "") <= user.since) online.set(user.username, user);
+}
+
+function leave(user) {
+  if ((left.get(user.username) ?? "") < user.since) left.set(user.username, user.since);
+  if (online.get(user.username)?.since === user.since) online.delete(user.username);
+}
+
+function loadRoster() {
+  return fetch("/api/presence")
+    .then((response) => (response.ok ? response.json() : { users: [] }))
+    .then(({ users }) => {
+      for (const user of users) joined(user);
+      frame("presence", renderPresence);
+    })
+    .catch(() => {});
+}
 
 function announce(state, hello = false) {
   return fetch("/presence", {
@@ -416,12 +441,17 @@ function renderPresence() {
   const cutoff = Date.now() - PRESENCE_TTL_MS;
   for (const [client, viewer] of viewers) if (viewer.seen < cutoff) viewers.delete(client);
   const names = new Map();
+  for (const user of online.values()) {
+    if (user.username !== config.user.username) names.set(user.username, { name: user.username, tabs: 0, here: false });
+  }
   for (const viewer of viewers.values()) {
-    const entry = names.get(viewer.name) ?? { name: viewer.name, tabs: 0, here: false };
+    const entry = names.get(viewer.name);
+    if (!entry) continue;
     entry.tabs += 1;
     entry.here ||= viewer.state === "here";
-    names.set(viewer.name, entry);
   }
+  // A user whose tabs have not said otherwise is viewing.
+  for (const entry of names.values()) entry.here ||= entry.tabs === 0;
   const people = [...names.values()].sort((a, b) => a.name.localeCompare(b.name));
   renderList($("#presence"), people, (p) => p.name, (p) =>
     `<span class="avatar" aria-hidden="true">${escape(p.name.slice(0, 1).toUpperCase())}</span> ${escape(p.name)} <span class="meta">${p.here ? "viewing" : "away"}${p.tabs > 1 ? ` · ${p.tabs} tabs` : ""}</span>`,
@@ -431,15 +461,23 @@ function renderPresence() {
 
 feed.on("change:presence", (event) => {
   const person = event.row;
+  if (person?.state === "join" || person?.state === "leave") {
+    const user = { ...person.user, since: person.since };
+    (person.state === "join" ? joined : leave)(user);
+    return frame("presence", renderPresence);
+  }
   if (!person || person.client === tab.client || Date.now() - Date.parse(event.at) > PRESENCE_TTL_MS) return;
   if (person.state === "gone") viewers.delete(person.client);
   else viewers.set(person.client, { ...person, seen: Date.now() });
   if (person.hello) setTimeout(() => announce(document.hidden ? "away" : "here"), 200 + Math.random() * 1300);
   frame("presence", renderPresence);
 });
+// A reset skipped events: the roster is read again.
+feed.on("reset", loadRoster);
 feed.on("status", ({ state }) => {
   if (!tab.joined && (state === "live" || state === "polling")) {
     tab.joined = true;
+    loadRoster();
     announce("here", true);
   }
 });

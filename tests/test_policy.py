@@ -192,7 +192,7 @@ def test_custom_topics_have_policies():
         assert monitor.allows("read", principal, {}) is managing
         assert monitor.allows("publish", principal, {}) is False
         assert presence.allows("read", principal, {}) is signed_in
-        assert presence.allows("publish", principal, {}) is signed_in
+        assert presence.allows("publish", principal, {}) is False
         assert alerts.allows("read", principal, {}) is signed_in
         assert alerts.allows("publish", principal, {}) is managing
 

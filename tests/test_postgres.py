@@ -134,11 +134,11 @@ def test_snapshot_and_changes_rebuild_the_table_under_writes(start_server):
     [
         # No unique column: only the key can stop a second row.
         ("/api/shift_feedback", {"shift": "morning", "note": "raced", "mood": 3}),
-        ("/api/publish", {"topic": "presence", "data": {"user": "ana"}}),
+        ("/api/publish", {"topic": "alerts", "data": {"user": "ana"}}),
     ],
 )
 def test_concurrent_repeats_of_one_key_write_once_and_answer_alike(app, start_server, path, body):
-    server = start_server(workers=2)
+    server = start_server(workers=2, TOPICS="alerts")
     barrier = threading.Barrier(8)
     answers: list = []
 

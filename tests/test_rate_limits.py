@@ -94,11 +94,11 @@ def test_writes_over_the_limit_get_429_and_change_nothing(limited_app, admin):
 
 
 def test_every_write_route_counts(limited_app, admin):
-    app = limited_app(RATE_LIMIT_WRITES="4/minute")
+    app = limited_app(RATE_LIMIT_WRITES="4/minute", TOPICS=["alerts"])
     client = bearer_client(app, admin)
     row = client.post("/api/bread_types", json=bread(0)).get_json()["row"]
     assert client.patch(f"/api/bread_types/{row['id']}", json={"price": 4}).status_code == 200
-    assert client.post("/api/publish", json={"topic": "presence", "data": 1}).status_code == 201
+    assert client.post("/api/publish", json={"topic": "alerts", "data": 1}).status_code == 201
     presence = {"client": "tab-1", "name": "Ana", "state": "here"}
     assert client.post("/presence", json=presence).status_code == 201
     assert_limited(client.delete(f"/api/bread_types/{row['id']}"), "4 per 1 minute", 60)

@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
+from ..identities import make_user, sign_in_browser
 from .conftest import (
     ARTIFACTS,
     db_stock,
@@ -241,3 +242,34 @@ def test_dashboard_screenshots_desktop_and_phone(dashboard, browser):
         assert overflow <= 0, f"{name} layout is wider than the screen by {overflow}px"
         page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
         context.close()
+
+
+def test_who_is_online_follows_the_server_s_roster_and_events(seeded, app, start_server, browser):
+    # A channel of its own: user ids repeat between tests' databases, and Redis outlives them.
+    server = start_server(workers=2, HEARTBEAT_SECONDS="1", FEED_CHANNEL=app.config["FEED_CHANNEL"])
+    staff = make_user(app, "staff", 1)
+    admin_context, staff_context = browser.new_context(), browser.new_context()
+    for context in (admin_context, staff_context):
+        # No tab announces itself: what the pages show comes from the server's streams.
+        context.route(
+            lambda url: urlparse(url).path == "/presence",
+            lambda route: route.fulfill(status=204),
+        )
+    try:
+        admin_page = open_dashboard(admin_context, server.url)
+        # The staff page reads the roster (the admin is there); the admin's gets a join.
+        sign_in_browser(staff_context, server.url, staff.username)
+        staff_page = staff_context.new_page()
+        staff_page.goto(server.url + "/")
+        wait_state(staff_page, "live")
+        expect(staff_page.locator("#presence li", has_text="admin")).to_have_count(1)
+        expect(admin_page.locator("#presence li", has_text=staff.username)).to_have_count(1)
+        expect(admin_page.locator("#presence-summary")).to_have_text("2 viewing")
+        # Its last stream closed, the staff user leaves the admin's list.
+        staff_context.close()
+        expect(admin_page.locator("#presence li", has_text=staff.username)).to_have_count(
+            0, timeout=5000
+        )
+    finally:
+        admin_context.close()
+        staff_context.close()

@@ -1,0 +1,326 @@
+"""Presence: who has a stream open, counted in Redis across workers and nodes.
+
+Each open stream of a signed-in user holds an entry in that user's sorted set, scored by a
+lease expiry that this process renews; a dead worker's entries lapse and a sweep, run by
+every worker, takes the users left with none. A user's first entry appends a `join` event
+to the `presence` topic and the removal of their last a `leave` event; each Lua script
+decides atomically, so exactly one process appends each event.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import gevent
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .bus import REDIS_DOWN
+from .errors import ApiError
+from .policy import forbidden
+from .principal import Principal
+
+if TYPE_CHECKING:
+    from .extension import FeedRuntime
+
+logger = logging.getLogger("tidings.presence")
+
+# Seconds an open stream's entry outlives its last renewal (renewed every third of it).
+LEASE_SECONDS = 30.0
+# The longest a Redis step may take: presence sits on every stream's open and close.
+REDIS_WAIT_SECONDS = 0.25
+# Connections to Redis a process's presence may hold.
+REDIS_CONNECTIONS = 2
+
+# Lua shared by the scripts: drop a user's lapsed entries (and their topics).
+_DROP_LAPSED = """
+local function drop_lapsed(streams, info, now)
+  for _, id in ipairs(redis.call('zrangebyscore', streams, '-inf', now)) do
+    redis.call('hdel', info, 't:' .. id)
+  end
+  redis.call('zremrangebyscore', streams, '-inf', now)
+end
+"""
+
+# Hold (or renew) one stream's entry; return {1 if the user just joined, since}. A renewal
+# that reaches Redis after its stream's release is refused: it would bring a closed one back.
+# KEYS: user's streams, user's info, online users, released streams. ARGV: now, expiry,
+# stream id, user id, username, role, topics, ttl.
+HOLD = (
+    _DROP_LAPSED
+    + """
+if redis.call('zscore', KEYS[4], ARGV[3]) then return {0, false} end
+drop_lapsed(KEYS[1], KEYS[2], ARGV[1])
+local joined = redis.call('zcard', KEYS[1]) == 0
+if joined then
+  local t = redis.call('time')
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[2], 'id', ARGV[4], 'username', ARGV[5], 'role', ARGV[6],
+             'since', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
+end
+redis.call('zadd', KEYS[1], ARGV[2], ARGV[3])
+redis.call('hset', KEYS[2], 't:' .. ARGV[3], ARGV[7])
+redis.call('expire', KEYS[1], ARGV[8])
+redis.call('expire', KEYS[2], ARGV[8])
+if tonumber(redis.call('zscore', KEYS[3], ARGV[4]) or 0) < tonumber(ARGV[2]) then
+  redis.call('zadd', KEYS[3], ARGV[2], ARGV[4])
+end
+return {joined and 1 or 0, redis.call('hget', KEYS[2], 'since')}
+"""
+)
+
+# Give back one stream's entry; return the user's info if that was their last, else false.
+# KEYS: user's streams, user's info, online users, released streams. ARGV: now, stream id,
+# user id, expiry.
+RELEASE = (
+    _DROP_LAPSED
+    + """
+redis.call('zremrangebyscore', KEYS[4], '-inf', ARGV[1])
+redis.call('zadd', KEYS[4], ARGV[4], ARGV[2])
+redis.call('zrem', KEYS[1], ARGV[2])
+redis.call('hdel', KEYS[2], 't:' .. ARGV[2])
+drop_lapsed(KEYS[1], KEYS[2], ARGV[1])
+if redis.call('zcard', KEYS[1]) > 0 then return false end
+local info = redis.call('hmget', KEYS[2], 'id', 'username', 'role', 'since')
+redis.call('del', KEYS[2])
+redis.call('zrem', KEYS[3], ARGV[3])
+if not info[1] then return false end
+return info
+"""
+)
+
+# Take the users whose every entry lapsed; return their info, four fields each.
+# KEYS: online users. ARGV: now, key prefix.
+SWEEP = (
+    _DROP_LAPSED
+    + """
+local gone = {}
+for _, uid in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])) do
+  local streams, info = ARGV[2] .. 'streams:' .. uid, ARGV[2] .. 'user:' .. uid
+  drop_lapsed(streams, info, ARGV[1])
+  local last = redis.call('zrange', streams, -1, -1, 'withscores')
+  if last[2] then
+    redis.call('zadd', KEYS[1], last[2], uid)
+  else
+    for _, field in ipairs(redis.call('hmget', info, 'id', 'username', 'role', 'since')) do
+      table.insert(gone, field or '')
+    end
+    redis.call('del', info)
+    redis.call('zrem', KEYS[1], uid)
+  end
+end
+return gone
+"""
+)
+
+# Return who is connected: per user id, username, role, since, then their topic lists.
+# KEYS: online users. ARGV: now, key prefix.
+ROSTER = """
+local users = {}
+for _, uid in ipairs(redis.call('zrangebyscore', KEYS[1], ARGV[1], '+inf')) do
+  local info = ARGV[2] .. 'user:' .. uid
+  local ids = redis.call('zrangebyscore', ARGV[2] .. 'streams:' .. uid, ARGV[1], '+inf')
+  local user = redis.call('hmget', info, 'username', 'role', 'since')
+  if #ids > 0 and user[1] then
+    for _, id in ipairs(ids) do
+      table.insert(user, redis.call('hget', info, 't:' .. id) or '')
+    end
+    table.insert(users, user)
+  end
+end
+return users
+"""
+
+
+def iso(since: str) -> str:
+    """Return a Redis `seconds.micros` time as ISO 8601 UTC with microseconds."""
+    moment = datetime.fromtimestamp(float(since), UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One open stream of a signed-in user, as presence holds it."""
+
+    id: str
+    principal: Principal
+    topics: tuple[str, ...]
+
+
+class Presence:
+    """Join and leave events, and the roster, from this process's open streams."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        namespace: str,
+        publish: Callable[[dict], None],
+        app_context: Callable[[], AbstractContextManager],
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+    ):
+        # A few pooled connections, whatever the number of streams opening at once.
+        pool = redis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_WAIT_SECONDS,
+            socket_timeout=REDIS_WAIT_SECONDS,
+            socket_connect_timeout=REDIS_WAIT_SECONDS,
+            # One immediate reconnect for a pooled connection Redis closed, no more: a
+            # stream open never waits out a backoff on a Redis that is gone.
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.client = redis.Redis(connection_pool=pool)
+        self.prefix = f"{namespace}:presence:"
+        self.publish = publish
+        self.app_context = app_context
+        self.lease_seconds = lease_seconds
+        self._hold = self.client.register_script(HOLD)
+        self._release = self.client.register_script(RELEASE)
+        self._sweep = self.client.register_script(SWEEP)
+        self._roster = self.client.register_script(ROSTER)
+        self._open: dict[str, Entry] = {}
+
+    def _keys(self, user_id) -> list[str]:
+        return [
+            f"{self.prefix}streams:{user_id}",
+            f"{self.prefix}user:{user_id}",
+            self._online,
+            f"{self.prefix}released",
+        ]
+
+    @property
+    def _online(self) -> str:
+        return f"{self.prefix}online"
+
+    def _now(self) -> float:
+        seconds, micros = self.client.time()
+        return seconds + micros / 1e6
+
+    def opened(self, principal: Principal | None, topics: tuple[str, ...]) -> Entry | None:
+        """Count a stream that opened; a signed-in user's first appends `join`."""
+        if principal is None or not principal.authenticated:
+            return None
+        entry = Entry(uuid.uuid4().hex, principal, topics)
+        self._open[entry.id] = entry
+        try:
+            self._held(entry)
+        except REDIS_DOWN as error:
+            # The renewal joins it once Redis answers again.
+            logger.warning("presence not held: redis unreachable (%s)", error)
+        return entry
+
+    def closed(self, entry: Entry | None) -> None:
+        """Give back a stream that closed; its user's last appends `leave`."""
+        if entry is None or self._open.pop(entry.id, None) is None:
+            return
+        user = entry.principal.user_id
+        try:
+            now = self._now()
+            info = self._release(self._keys(user), [now, entry.id, user, now + self.lease_seconds])
+        except REDIS_DOWN as error:
+            # Its entry lapses on its own, and a sweep announces the leave.
+            logger.warning("presence not released: redis unreachable (%s)", error)
+            return
+        if info:
+            self._announce("leave", *info)
+
+    def _held(self, entry: Entry) -> None:
+        """Hold or renew an entry; announce a join when it is its user's first."""
+        p = entry.principal
+        now = self._now()
+        args = [now, now + self.lease_seconds, entry.id, p.user_id, p.username, p.role]
+        args += [",".join(entry.topics), int(self.lease_seconds) + 1]
+        joined, since = self._hold(self._keys(p.user_id), args)
+        if joined:
+            self._announce("join", p.user_id, p.username, p.role, since, entry.topics)
+
+    def _announce(self, state, user_id, username, role, since, topics=None) -> None:
+        def text(value):
+            return value.decode() if isinstance(value, bytes) else value
+
+        data = {
+            "state": state,
+            "user": {"id": int(text(user_id)), "username": text(username), "role": text(role)},
+            "since": iso(text(since)),
+        }
+        if topics is not None:
+            data["topics"] = list(topics)
+        with self.app_context():
+            self.publish(data)
+
+    def renew(self) -> None:
+        """Renew every entry held here (re-joining any lost) and sweep lapsed users."""
+        for entry in list(self._open.values()):
+            if entry.id in self._open:
+                self._held(entry)
+        gone = self._sweep([self._online], [self._now(), self.prefix])
+        for at in range(0, len(gone), 4):
+            if gone[at]:
+                self._announce("leave", *gone[at : at + 4])
+
+    def run(self) -> None:
+        """Renew and sweep every third of a lease, for ever."""
+        while True:
+            gevent.sleep(self.lease_seconds / 3)
+            try:
+                self.renew()
+            except REDIS_DOWN as error:
+                logger.warning("presence not renewed: redis unreachable (%s)", error)
+            except Exception:
+                logger.exception("renewing presence failed")
+
+    def roster(self, topics: set[str] | None) -> list[dict]:
+        """Return who is connected now (to any of `topics`, when given), by username."""
+        users = []
+        found = self._roster([self._online], [self._now(), self.prefix])
+        for username, role, since, *lists in found:
+            held = {t for text in lists for t in text.decode().split(",") if t}
+            if topics is not None:
+                held &= topics
+                if not held:
+                    continue
+            users.append(
+                {
+                    "username": username.decode(),
+                    "role": role.decode(),
+                    "since": iso(since.decode()),
+                    "topics": sorted(held),
+                }
+            )
+        return sorted(users, key=lambda user: user["username"])
+
+    def close(self) -> None:
+        """Release the Redis connections."""
+        self.client.close()
+
+
+def read_roster(rt: FeedRuntime, principal: Principal, topics: set[str] | None) -> dict:
+    """Return who is connected now, as the principal may see it, and the cursor to follow.
+
+    The cursor is the log's head read before the roster: every join or leave that changes
+    the roster afterwards comes after it. Topics the principal may not read are left out.
+    """
+    if rt.registry.policy("presence").scope("read", principal) is None:
+        raise forbidden("You may not read presence.", topic="presence")
+    with rt.read() as conn:
+        cursor = rt.log.head(conn)
+    readable = {
+        topic
+        for topic in (*rt.tables, *rt.custom_topics)
+        if rt.registry.policy(topic).scope("read", principal) is not None
+    }
+    try:
+        users = rt.presence.roster(readable if topics is None else topics & readable)
+    except REDIS_DOWN as error:
+        raise ApiError(
+            503, "presence_unavailable", "Presence is unavailable while Redis is down.", {}
+        ) from error
+    return {"users": users, "cursor": cursor}

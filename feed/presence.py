@@ -15,10 +15,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from time import monotonic
 from typing import TYPE_CHECKING
 
-import gevent
 import redis
+from gevent.queue import Empty, Queue
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -155,7 +157,14 @@ class Entry:
 
 
 class Presence:
-    """Join and leave events, and the roster, from this process's open streams."""
+    """Join and leave events, and the roster, from this process's open streams.
+
+    A stream's open holds its entry (and appends its user's join) in the stream's own request,
+    so the roster shows it once the stream is ready. A stream's close may run anywhere — even
+    inside another greenlet's write transaction, when a dropped stream is finalized by the
+    garbage collector — so it only queues its release for this process's presence greenlet:
+    it never waits on Redis or on the database's write lock.
+    """
 
     def __init__(
         self,
@@ -187,6 +196,8 @@ class Presence:
         self._sweep = self.client.register_script(SWEEP)
         self._roster = self.client.register_script(ROSTER)
         self._open: dict[str, Entry] = {}
+        # Releases queued by closing streams, for the presence greenlet.
+        self._work: Queue = Queue()
 
     def _keys(self, user_id) -> list[str]:
         return [
@@ -218,17 +229,15 @@ class Presence:
         return entry
 
     def closed(self, entry: Entry | None) -> None:
-        """Give back a stream that closed; its user's last appends `leave`."""
-        if entry is None or self._open.pop(entry.id, None) is None:
-            return
+        """Queue the release of a stream that closed; its user's last appends `leave`."""
+        if entry is not None and self._open.pop(entry.id, None) is not None:
+            self._work.put_nowait(partial(self._released, entry))
+
+    def _released(self, entry: Entry) -> None:
+        """Give back a closed stream's entry; announce a leave when it was its user's last."""
         user = entry.principal.user_id
-        try:
-            now = self._now()
-            info = self._release(self._keys(user), [now, entry.id, user, now + self.lease_seconds])
-        except REDIS_DOWN as error:
-            # Its entry lapses on its own, and a sweep announces the leave.
-            logger.warning("presence not released: redis unreachable (%s)", error)
-            return
+        now = self._now()
+        info = self._release(self._keys(user), [now, entry.id, user, now + self.lease_seconds])
         if info:
             self._announce("leave", *info)
 
@@ -267,15 +276,29 @@ class Presence:
                 self._announce("leave", *gone[at : at + 4])
 
     def run(self) -> None:
-        """Renew and sweep every third of a lease, for ever."""
+        """Do queued releases as they come, and renew and sweep every third of a lease."""
+        renew_at = monotonic() + self.lease_seconds / 3
         while True:
-            gevent.sleep(self.lease_seconds / 3)
+            renew_at = self.work(renew_at)
+
+    def work(self, renew_at: float) -> float:
+        """Renew and sweep if `renew_at` (monotonic) has come, else do the next queued release
+        that comes before it; return when to renew next."""
+        if monotonic() >= renew_at:
+            step, renew_at = self.renew, monotonic() + self.lease_seconds / 3
+        else:
             try:
-                self.renew()
-            except REDIS_DOWN as error:
-                logger.warning("presence not renewed: redis unreachable (%s)", error)
-            except Exception:
-                logger.exception("renewing presence failed")
+                step = self._work.get(timeout=renew_at - monotonic())
+            except Empty:
+                return renew_at
+        try:
+            step()
+        except REDIS_DOWN as error:
+            # A release lost here lapses with its lease, and a sweep announces the leave.
+            logger.warning("presence not updated: redis unreachable (%s)", error)
+        except Exception:
+            logger.exception("updating presence failed")
+        return renew_at
 
     def roster(self, topics: set[str] | None) -> list[dict]:
         """Return who is connected now (to any of `topics`, when given), by username."""

@@ -2,6 +2,7 @@
 shows who has a stream open, and the `presence` topic carries one join per user's first
 stream and one leave after their last, whichever workers hold them."""
 
+import threading
 import time
 import uuid
 from contextlib import ExitStack
@@ -188,3 +189,37 @@ def test_while_redis_is_down_streams_go_on_and_presence_comes_back(app, start_se
             time.sleep(0.5)
         else:
             raise AssertionError("the open stream was not back in the roster within 8 s")
+
+
+def test_a_stream_closed_inside_a_write_transaction_never_waits_for_it(app):
+    """A dropped stream may be finalized by the garbage collector in any greenlet, even one
+    holding the write lock: its close only queues the release, and the leave follows."""
+    rt = app.extensions["tidings"]
+    channel = f"tidings:{uuid.uuid4().hex}"
+    presence = Presence(
+        app.config["REDIS_URL"],
+        channel,
+        lambda data: writes.publish(rt, "presence", data),
+        app.app_context,
+    )
+    user = make_user(app, "viewer")
+    principal = Principal(user_id=user.user_id, username=user.username, role="viewer")
+    try:
+        entry = presence.opened(principal, ("sales_logs",))
+        closed = threading.Event()
+
+        def close_inside_a_write():
+            with app.app_context(), rt.transactions.write():
+                presence.closed(entry)
+            closed.set()
+
+        threading.Thread(target=close_inside_a_write, daemon=True).start()
+        assert closed.wait(5), "closing the stream waited on the write it was closed in"
+        with app.app_context(), rt.read() as conn:
+            head = rt.log.head(conn)
+        presence.work(time.monotonic() + 5)
+        with app.app_context(), rt.read() as conn:
+            leave = rt.log.read(conn, head, topics=["presence"])
+        assert [event.data["row"]["state"] for event in leave] == ["leave"]
+    finally:
+        presence.close()

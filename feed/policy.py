@@ -28,8 +28,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .conditions import Condition
 from .errors import ApiError
-from .filters import Condition, Subscription, TopicView
+from .filters import Subscription, TopicView
 from .live import LiveTable
 from .principal import ROLES, Principal
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feed.filters import Condition, TopicView, parse_condition, view_query
+from feed.conditions import Condition, parse_condition
+from feed.filters import TopicView, view_query
 from feed.live import INT64_MAX, INT64_MIN, iso
 
 from .model import GADGETS

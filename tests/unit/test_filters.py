@@ -5,8 +5,9 @@ from urllib.parse import parse_qsl
 import pytest
 from werkzeug.datastructures import MultiDict
 
+from feed.conditions import Condition, parse_condition
 from feed.errors import ApiError
-from feed.filters import Condition, TopicView, parse_condition, parse_subscription, view_query
+from feed.filters import TopicView, parse_subscription, view_query
 
 from .model import GADGETS
 

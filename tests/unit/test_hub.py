@@ -6,7 +6,8 @@ import gevent
 import orjson
 
 from feed import sse
-from feed.filters import Condition, Subscription, TopicView
+from feed.conditions import Condition
+from feed.filters import Subscription, TopicView
 from feed.hub import Hub, Subscriber
 from feed.log import Event
 

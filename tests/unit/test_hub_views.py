@@ -2,7 +2,8 @@
 
 import orjson
 
-from feed.filters import Condition, Subscription, TopicView
+from feed.conditions import Condition
+from feed.filters import Subscription, TopicView
 from feed.hub import Hub, Subscriber
 from feed.log import Event
 

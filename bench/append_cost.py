@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from app import create_app
 from feed import LiveMixin, runtime
 from feed.embedded import EmbeddedRedis
-from feed.live import utcnow
+from feed.values import utcnow
 from models import db
 from tests import postgres
 from tests.servers import free_port

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, g, request
 
 from feed import ApiError, runtime
-from feed.live import iso
+from feed.values import iso
 from identity import accounts, audit, sessions, stream_tokens, tokens
 from identity.notices import announce
 from identity.passwords import verify_password

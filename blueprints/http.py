@@ -7,7 +7,7 @@ import orjson
 from flask import Response, request
 
 from feed import ApiError
-from feed.live import INT64_MAX
+from feed.values import INT64_MAX
 
 _INTEGER = re.compile(r"-?[0-9]+")
 

@@ -3,8 +3,9 @@ fixed bodies (error, event, subscription answers, identity)."""
 
 import sqlalchemy as sa
 
-from feed.live import MANAGED_COLUMNS, LiveTable, integer_bits, type_name
+from feed.live import MANAGED_COLUMNS, LiveTable
 from feed.policy import Policy
+from feed.values import integer_bits, type_name
 
 _JSON_TYPES = {
     "integer": {"type": "integer"},

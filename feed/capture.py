@@ -7,9 +7,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
-from .live import LiveTable, is_live, iso, live_table, utcnow
+from .live import LiveTable, is_live, live_table
 from .log import Event, EventLog
 from .principal import Principal
+from .values import iso, utcnow
 
 # Keys in Session.info.
 MUTATION = "tidings.mutation"

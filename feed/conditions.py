@@ -12,7 +12,8 @@ import orjson
 import sqlalchemy as sa
 
 from .errors import ApiError
-from .live import LiveTable, iso, parse_bigint, parse_datetime, type_name
+from .live import LiveTable
+from .values import iso, parse_bigint, parse_datetime, type_name
 
 _COMPARISONS = {
     "eq": operator.eq,

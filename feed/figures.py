@@ -7,7 +7,7 @@ history points the leading worker keeps (feed.monitor).
 import time
 
 from . import health
-from .live import iso, utcnow
+from .values import iso, utcnow
 
 # Windows for rates shown as "now" and for shares and percentiles.
 RATE_WINDOW = 10

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from .capture import event_body
 from .errors import ApiError
-from .live import INT64_MAX, LiveTable
+from .live import LiveTable
 from .log import Event
 from .policy import check_write, forbidden, read_clauses, row_not_found, stamp
 from .principal import Principal
 from .registry import INTERNAL_TOPICS
+from .values import INT64_MAX
 
 if TYPE_CHECKING:
     from .extension import FeedRuntime

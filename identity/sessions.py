@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, Signer
 from sqlalchemy.orm import Session
 
-from feed.live import utcnow
+from feed.values import utcnow
 from models import User, UserSession
 
 from .secret import new_secret

@@ -5,7 +5,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from feed.live import iso, utcnow
+from feed.values import iso, utcnow
 from models import ApiToken, User
 
 from .secret import digest, new_secret

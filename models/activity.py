@@ -8,7 +8,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from feed.capture import acting
-from feed.live import utcnow
+from feed.values import utcnow
 
 from .bakery import AuditLog, BreadType, Notification, ProductionLog, SalesLog, ShiftFeedback
 

@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from feed import LiveMixin
-from feed.live import utcnow
 from feed.policy import EVERY_ROW, SAME_STORE, Policy
+from feed.values import utcnow
 
 from .base import db
 

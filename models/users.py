@@ -5,8 +5,8 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from feed.live import utcnow
 from feed.principal import ROLES
+from feed.values import utcnow
 
 from .base import db
 

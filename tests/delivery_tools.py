@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from feed.live import iso
+from feed.values import iso
 
 from .servers import http, server_at
 from .sse import SseStream, parse, split_lines

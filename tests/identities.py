@@ -114,7 +114,7 @@ def sign_in_context(context, app: Flask, identity: Identity) -> None:
 def recreate_database(app: Flask, *keep: Identity) -> None:
     """Drop and create every table, as a database made anew; the stores and the given
     users (with their tokens) come back as they were, so the same clients still work."""
-    from feed.live import utcnow
+    from feed.values import utcnow
     from identity.secret import digest
     from models import ApiToken, db
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from feed.live import iso, parse_datetime
+from feed.values import iso, parse_datetime
 from tests.delivery_tools import wait_for
 from tests.filter_cases import CASES, case_id, insert_rows
 from tests.servers import http

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from feed.capture import MUTATION, Capture, event_body
-from feed.live import iso
+from feed.values import iso
 
 from .model import Gadget
 

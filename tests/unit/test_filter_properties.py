@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from feed.conditions import Condition, parse_condition
 from feed.filters import TopicView, view_query
-from feed.live import INT64_MAX, INT64_MIN, iso
+from feed.values import INT64_MAX, INT64_MIN, iso
 
 from .model import GADGETS
 

@@ -46,6 +46,8 @@ def from_environment(instance_path: str) -> dict:
         "RELAY_SECONDS": _float("RELAY_SECONDS", 1.0),
         # Live frames queued for one stream before it is caught up from the log instead.
         "SUBSCRIBER_MAX_PENDING": _int("SUBSCRIBER_MAX_PENDING", 1024),
+        "SUBSCRIBER_MAX_PENDING_BYTES": _int("SUBSCRIBER_MAX_PENDING_BYTES", 1 << 20),
+        "STREAM_SEND_BUFFER": _int("STREAM_SEND_BUFFER", 256 << 10),
         # Events one poll or replay page may return.
         "POLL_LIMIT_MAX": _int("POLL_LIMIT_MAX", 1000),
         # Longest long-poll wait in seconds.

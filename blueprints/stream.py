@@ -1,5 +1,7 @@
 """GET /stream (Server-Sent Events) and GET /api/changes (poll and long poll)."""
 
+import socket
+
 from flask import Blueprint, Response, g, request
 
 from feed import ApiError, runtime
@@ -27,6 +29,16 @@ def _subscription():
     return visible_subscription(subscription, rt.registry.policy, g.principal)
 
 
+def _bound_send_buffer(environ: dict) -> None:
+    """Cap the kernel's send buffer of a stream's socket (autotuned, it grows to 4 MiB): a
+    client that stops reading then holds little kernel memory, and its queue in the hub —
+    bounded, conflated — takes over sooner."""
+    size = runtime().config["STREAM_SEND_BUFFER"]
+    sock = environ.get("gunicorn.socket")
+    if size and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 @bp.get("/stream")
 def stream():
     """Stream matching events: replay from the cursor, then live, with heartbeats."""
@@ -36,6 +48,7 @@ def stream():
     cursor = parse_int(text, "cursor", low=0) if text else None
     if request.headers.get("Last-Event-ID"):
         runtime().metrics.reconnected("sse")
+    _bound_send_buffer(request.environ)
     body = Stream(runtime(), subscription, cursor, g.principal)
     # The stream yields bytes already: hand it to the server as it is, with no re-encoding
     # generator per chunk.

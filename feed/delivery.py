@@ -147,7 +147,10 @@ class Stream:
         self.subscription = subscription
         self.cursor = cursor
         self.sent = 0
-        self.subscriber = Subscriber(subscription, runtime.config["SUBSCRIBER_MAX_PENDING"])
+        config = runtime.config
+        self.subscriber = Subscriber(
+            subscription, config["SUBSCRIBER_MAX_PENDING"], config["SUBSCRIBER_MAX_PENDING_BYTES"]
+        )
         self.principal = principal
         self.credential = Credential(runtime.credentials, principal)
 

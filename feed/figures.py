@@ -62,7 +62,12 @@ def read_counters(samples: dict) -> dict:
         "cache_invalidations": _total(samples, "tidings_cache_invalidations_total"),
         "reconnects": _total(samples, "tidings_reconnects_total"),
         "resets": _total(samples, "tidings_resets_total"),
-        "slow_consumer_catch_ups": _total(samples, "tidings_slow_consumer_actions_total"),
+        "slow_consumer_catch_ups": _total(
+            samples, "tidings_slow_consumer_actions_total", action="catch_up"
+        ),
+        "slow_consumer_conflations": _total(
+            samples, "tidings_slow_consumer_actions_total", action="conflate"
+        ),
     }
 
 

@@ -1,4 +1,11 @@
-"""In-process fan-out: topic → subscribers, each with a bounded queue of ready frames."""
+"""In-process fan-out: topic → subscribers, each with a bounded queue of ready frames.
+
+A subscriber whose queue passes its budget (frames or bytes) is conflated first: a table
+row changed several times while it was behind keeps only its latest change, in the order of
+latest changes, `low`-priority topics before `normal` ones. `high` topics are never
+conflated; when conflating does not free half the budget, the queue is dropped and the
+stream catches up from the log, exactly.
+"""
 
 from collections import defaultdict
 
@@ -11,6 +18,16 @@ from .log import Event
 
 # Marks a view not yet evaluated for the event being delivered.
 _UNSEEN = object()
+# What each conflation pass may merge, in turn: `high` topics are never merged.
+_CONFLATED_FIRST = (frozenset({"low"}), frozenset({"low", "normal"}))
+_DATA = b"\ndata: "
+
+
+def row_key(frame: bytes) -> tuple[str, object] | None:
+    """Return the (topic, primary key) a change frame is about; None for custom topics."""
+    data = orjson.loads(frame[frame.index(_DATA) + len(_DATA) : -2])
+    pk = data.get("pk")
+    return None if pk is None else (data["topic"], pk)
 
 
 def render_frame(event: Event, view: TopicView, op: str) -> bytes:
@@ -40,10 +57,12 @@ class Subscriber:
         "overflowed",
         "safe_cursor",
         "max_pending",
+        "max_bytes",
+        "pending_bytes",
         "ended",
     )
 
-    def __init__(self, subscription: Subscription, max_pending: int):
+    def __init__(self, subscription: Subscription, max_pending: int, max_bytes: int = 0):
         self.subscription = subscription
         # Queued event ids (ascending) and their frames, side by side: no tuple per delivery,
         # so a fan-out to thousands of subscribers allocates nothing the collector tracks.
@@ -59,23 +78,59 @@ class Subscriber:
         # Every event up to here was either queued or does not match.
         self.safe_cursor = 0
         self.max_pending = max_pending
+        # A byte budget for the queue; 0 for none, and no conflation (a long-poll waiter).
+        self.max_bytes = max_bytes
+        self.pending_bytes = 0
         # Why its credential ended (expired, revoked, logged_out), once it has.
         self.ended: str | None = None
 
-    def push(self, event_id: int, frame: bytes) -> None:
-        """Queue a frame, or drop the queue when it is full so the log takes over."""
-        if len(self.ids) >= self.max_pending:
-            self.resync()
-            return
+    def push(self, event_id: int, frame: bytes) -> str | None:
+        """Queue a frame; past the budget, conflate first, or drop the queue for the log.
+        Return what making room took ("conflated" or "overflowed"), None when nothing."""
+        made_room = None
+        if len(self.ids) >= self.max_pending or self.pending_bytes > self.max_bytes > 0:
+            made_room = self._make_room()
+            if self.overflowed:
+                return made_room
         self.ids.append(event_id)
         self.frames.append(frame)
+        self.pending_bytes += len(frame)
         self._wake()
+        return made_room
+
+    def _make_room(self) -> str:
+        """Conflate until the queue is within half its budget, or else resync."""
+        if self.max_bytes:
+            for merged in _CONFLATED_FIRST:
+                self._conflate(merged)
+                if len(self.ids) <= self.max_pending // 2 and self.pending_bytes <= (
+                    self.max_bytes // 2
+                ):
+                    return "conflated"
+        self.resync()
+        return "overflowed"
+
+    def _conflate(self, merged: frozenset[str]) -> None:
+        """Keep only the latest queued change of each row on topics of the `merged`
+        priorities, where that latest change stands; other frames stay as they are."""
+        views = self.subscription.views
+        keys = [row_key(frame) for frame in self.frames]
+        latest = {
+            key: at
+            for at, key in enumerate(keys)
+            if key is not None and views[key[0]].priority in merged
+        }
+        kept = [at for at, key in enumerate(keys) if key is None or latest.get(key, at) == at]
+        self.ids = [self.ids[at] for at in kept]
+        self.frames = [self.frames[at] for at in kept]
+        self.pending_bytes = sum(map(len, self.frames))
 
     def resync(self) -> None:
         """Drop the queue and wake the waiter: it must catch up from the log."""
         self.overflowed = True
         self.ids.clear()
         self.frames.clear()
+        self.pending_bytes = 0
         self._wake()
 
     def end(self, reason: str) -> None:
@@ -132,6 +187,7 @@ class Subscriber:
             return None
         taken = self.ids, self.frames
         self.ids, self.frames = [], []
+        self.pending_bytes = 0
         self.safe_cursor = hub_head
         return taken
 
@@ -142,6 +198,7 @@ class Subscriber:
         self.overflowed = False
         self.ids.clear()
         self.frames.clear()
+        self.pending_bytes = 0
 
 
 class Hub:
@@ -156,6 +213,7 @@ class Hub:
         self.head = 0
         self.delivered = 0
         self.overflows = 0
+        self.conflations = 0
 
     def rewind(self, head: int) -> None:
         """Restart from a log that went back (it was recreated): every subscriber re-reads it."""
@@ -215,10 +273,13 @@ class Hub:
                     by_view[id(view)] = frame
                 if frame is None:
                     continue
-                subscriber.push(event_id, frame)
-                if subscriber.overflowed:
-                    self.overflows += 1
-                else:
+                made_room = subscriber.push(event_id, frame)
+                if made_room is None:
                     delivered += 1
+                elif made_room == "conflated":
+                    self.conflations += 1
+                    delivered += 1
+                else:
+                    self.overflows += 1
             self.delivered += delivered
         self.head = event.id

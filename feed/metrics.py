@@ -142,6 +142,7 @@ class FeedMetrics:
             self.cache_hits.labels(kind)
             self.cache_misses.labels(kind)
         self.slow_consumers.labels("catch_up")
+        self.slow_consumers.labels("conflate")
 
     # Hooks on the feed's paths: one increment each.
 
@@ -210,6 +211,7 @@ class FeedMetrics:
         hub, cache, latencies = self._watched
         self._add(("delivered",), hub.delivered, self.delivered)
         self._add(("overflows",), hub.overflows, self.slow_consumers.labels("catch_up"))
+        self._add(("conflations",), hub.conflations, self.slow_consumers.labels("conflate"))
         self._add(("invalidations",), cache.invalidations, self.cache_invalidations)
         for kind in cache.hits:
             self._add(("hits", kind), cache.hits[kind], self.cache_hits.labels(kind))

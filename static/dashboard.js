@@ -15,6 +15,8 @@ const may = { record: role !== "viewer", editBreads: role === "admin" || role ==
 const feed = connect({
   topics: config.topics,
   filters: { sales_logs: today, production_logs: today },
+  // Stock changes with every sale: a page that falls behind needs each bread's latest only.
+  priority: { bread_types: "low" },
   heartbeat: config.heartbeat,
 });
 // Handy in the console, and how the browser tests reach the client.

@@ -14,6 +14,8 @@ ROW_CHARS = 64_000
 # A generous bound on the worker's growth (the bench measures it precisely): ~8 MiB here
 # with pages bounded by bytes, 65-80 MiB when a stalled stream held a 500-event page.
 RSS_GROWTH = 32 * 2**20
+# Changes of three rows a stuck reader misses: more than its socket buffers hold.
+CHANGES = 150
 
 
 class Reader(threading.Thread):
@@ -96,3 +98,54 @@ def test_stuck_and_slow_clients_cost_bounded_memory_and_miss_nothing(start_serve
 
     wait_for(catch_ups, 10, "the monitor to count catch-ups from the log")
     assert max(sampler.samples) - sampler.samples[0] < RSS_GROWTH
+
+
+def test_a_stuck_reader_of_changing_rows_is_conflated_and_ends_with_their_latest_state(
+    start_server,
+):
+    server = start_server(
+        workers=1,
+        HEARTBEAT_SECONDS="1",
+        SUBSCRIBER_MAX_PENDING="32",
+        SUBSCRIBER_MAX_PENDING_BYTES="65536",
+        STREAM_SEND_BUFFER="16384",
+    )
+    with server.session() as http:
+        rows = [
+            http.post(
+                f"{server.url}/api/shift_feedback",
+                json={"shift": "morning", "note": "new", "mood": 3, "store_id": 1},
+                timeout=30,
+            ).json()["row"]["id"]
+            for _ in range(3)
+        ]
+        start = head(server.url)
+        # A stuck reader, subscribed at low priority, while three notes change CHANGES times:
+        # rows of 1,000 characters fill its socket and then its queue.
+        query = "topics=shift_feedback&shift_feedback.priority=low"
+        stuck = RawStream(server.url, f"{query}&cursor={start}", receive_buffer=1024, timeout=30)
+        for n in range(CHANGES):
+            body = {"mood": 1 + n % 5, "note": f"{n:04d}" + "x" * 996}
+            url = f"{server.url}/api/shift_feedback/{rows[n % 3]}"
+            answer = http.patch(url, json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+        final = {
+            pk: http.get(f"{server.url}/api/shift_feedback/{pk}", timeout=10).json()["row"]
+            for pk in rows
+        }
+    reader = Reader(stuck, start, 0)
+    reader.target = head(server.url)
+    reader.start()
+    reader.join(timeout=60)
+    stuck.close()
+    assert reader.error is None, repr(reader.error)
+    # Fewer events than changes, in id order, and each row's last event is its latest state.
+    events = reader.events
+    assert len(events) < CHANGES
+    assert [e["id"] for e in events] == sorted({e["id"] for e in events})
+    last = {e["pk"]: e["row"] for e in events}
+    assert {pk: (row["note"], row["version"]) for pk, row in last.items()} == {
+        pk: (row["note"], row["version"]) for pk, row in final.items()
+    }
+    figures = server.http.get(f"{server.url}/monitor.json", timeout=10).json()
+    assert figures["counters"]["slow_consumer_conflations"] >= 1

@@ -1,7 +1,10 @@
-/** What a feed asks the server for: topics, their filters and projections, as URLs. */
+/** What a feed asks the server for: topics, their filters, projections and priorities, as URLs. */
 
 import { parseFilter } from "./filters.js";
 import { buildUrl } from "./http.js";
+
+// What a subscriber that falls behind keeps exact longest (the server's `<topic>.priority`).
+const PRIORITIES = ["high", "normal", "low"];
 
 function hash(text) {
   let h = 5381;
@@ -17,9 +20,13 @@ export class Subscription {
     if (!this.topics.length) throw new Error("connect() needs topics.");
     this.filters = options.filters ?? {};
     this.selects = options.select ?? {};
+    this.priorities = options.priority ?? {};
+    for (const [topic, priority] of Object.entries(this.priorities)) {
+      if (!PRIORITIES.includes(priority)) throw new Error(`${topic} priority must be ${PRIORITIES.join(", ")}.`);
+    }
     for (const filter of Object.values(this.filters)) parseFilter(filter);
     // Tabs with the same scope share one connection.
-    this.scope = hash(JSON.stringify([location.origin, this.base, this.topics, this.filters, this.selects]));
+    this.scope = hash(JSON.stringify([location.origin, this.base, this.topics, this.filters, this.selects, this.priorities]));
   }
 
   /** Return a URL on this feed's server, outside the subscription. */
@@ -34,6 +41,7 @@ export class Subscription {
       for (const [column, tests] of Object.entries(filter)) query[`${topic}.${column}`] = [].concat(tests);
     }
     for (const [topic, columns] of Object.entries(this.selects)) query[`${topic}.select`] = columns.join(",");
+    for (const [topic, priority] of Object.entries(this.priorities)) query[`${topic}.priority`] = priority;
     return this.path(path, query);
   }
 

@@ -247,6 +247,19 @@ def test_connect_refuses_a_filter_the_server_refuses(server, context, topics, fi
     assert "/api/changes?" in asked and "wait=0" in asked
 
 
+def test_connect_passes_each_topic_s_priority_and_throws_on_an_unknown_one(server, context):
+    url, _ = server
+    page = open_modules(context, url)
+    asked = []
+    page.on("request", lambda request: asked.append(request.url))
+    options = {"topics": ["sales_logs", "bread_types"], "priority": {"bread_types": "low"}}
+    assert page.evaluate(CONNECT, options)["ready"] == "ready"
+    [stream] = [u for u in asked if "/stream?" in u]
+    assert "bread_types.priority=low" in stream and "sales_logs.priority" not in stream
+    thrown = page.evaluate(CONNECT, options | {"priority": {"bread_types": "urgent"}})
+    assert thrown["thrown"]["message"] == "bread_types priority must be high, normal, low."
+
+
 def test_a_table_filter_the_server_refuses_rejects_that_table(server, context):
     url, _ = server
     page = open_modules(context, url)

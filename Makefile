@@ -23,6 +23,7 @@ run: $(BIN)/.runtime
 services:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null || missing="$$missing nginx"; \
 	{ command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } \
 		|| missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

@@ -23,6 +23,13 @@ SHIFTS = ("morning", "afternoon", "night")
 WRITTEN_TABLES = ("production_logs", "sales_logs", "shift_feedback", "bread_types")
 
 
+# Subscriptions for followers: everything written, a filter, a projection.
+QUERIES = (
+    "topics=sales_logs,production_logs,shift_feedback,bread_types",
+    "topics=sales_logs&sales_logs.shift=eq.night",
+    "topics=production_logs,shift_feedback&production_logs.select=id,quantity",
+)
+
 SALE = {"quantity": 3, "unit_price": 4.0, "recorded_by": "test"}
 
 
@@ -104,12 +111,14 @@ def create_bread_types(url: str, count: int = 4) -> list[int]:
 
 @dataclass
 class Written:
-    """One acknowledged write: the table, the op, the row id and the event id it got."""
+    """One acknowledged write: the table, the op, the row id, the event id it got and the
+    Idempotency-Key it was sent with, if any."""
 
     table: str
     op: str
     pk: int
     event: int
+    key: str | None = None
 
 
 def _moment(serial: int, token: str) -> str:
@@ -123,7 +132,9 @@ class Writer:
     """Commit random inserts, updates and deletes over HTTP, remembering every acknowledgement.
 
     Each writer only touches rows it created, so several can run side by side without
-    conflicts.
+    conflicts. With `retry_seconds`, each write carries an Idempotency-Key and is sent again
+    under it while the connection fails or a proxy answers 502/503, as a client behind a
+    proxy does, for that long at most.
     """
 
     url: str
@@ -131,6 +142,7 @@ class Writer:
     seed: int
     tables: tuple[str, ...] = WRITTEN_TABLES
     written: list[Written] = field(default_factory=list)
+    retry_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -139,6 +151,8 @@ class Writer:
         self.serial = 0
         # Unique per writer, so two writers never set a row to equal values.
         self.token = uuid.uuid4().hex[:8]
+        # Writes sent more than once.
+        self.retries = 0
 
     def values(self, table: str) -> dict:
         """Return random column values for a new or changed row; every call differs from
@@ -168,20 +182,17 @@ class Writer:
         table = rng.choice(self.tables)
         rows = self.rows[table] if table != "bread_types" else self.bread_types
         roll = rng.random()
+        key = uuid.uuid4().hex if self.retry_seconds else None
         if table == "bread_types" or (rows and roll < 0.3):
             pk = rng.choice(rows)
-            response = self.http.patch(
-                f"{self.url}/api/{table}/{pk}", json=self.values(table), timeout=30
-            )
+            response = self.send("PATCH", f"/api/{table}/{pk}", key, self.values(table))
             op = "UPDATE"
         elif len(rows) > 3 and roll < 0.5:
             pk = rows.pop(rng.randrange(len(rows)))
-            response = self.http.delete(f"{self.url}/api/{table}/{pk}", timeout=30)
+            response = self.send("DELETE", f"/api/{table}/{pk}", key)
             op = "DELETE"
         else:
-            response = self.http.post(
-                f"{self.url}/api/{table}", json=self.values(table), timeout=30
-            )
+            response = self.send("POST", f"/api/{table}", key, self.values(table))
             op = "INSERT"
         assert response.status_code in (200, 201), response.text
         body = response.json()
@@ -189,9 +200,29 @@ class Writer:
         if op == "INSERT":
             pk = body["row"]["id"]
             rows.append(pk)
-        done = Written(table, op, pk, body["event"])
+        done = Written(table, op, pk, body["event"], key)
         self.written.append(done)
         return done
+
+    def send(
+        self, method: str, path: str, key: str | None, body: dict | None = None
+    ) -> requests.Response:
+        """Send one write, again under its key while the connection fails or the proxy
+        answers 502/503, until `retry_seconds` have passed."""
+        headers = {"Idempotency-Key": key} if key else {}
+        deadline = time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                response = self.http.request(
+                    method, self.url + path, json=body, headers=headers, timeout=30
+                )
+                if response.status_code not in (502, 503) or time.monotonic() > deadline:
+                    return response
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+            self.retries += 1
+            time.sleep(0.1)
 
     def run(self, count: int, pause: float = 0.0) -> None:
         """Make `count` changes, optionally pausing between them."""
@@ -295,6 +326,24 @@ class Follower(threading.Thread):
                 budget -= 1
                 if budget == 0 or self.done() or time.monotonic() > drop_at:
                     return
+
+
+def follow(
+    url: str,
+    start: int,
+    count: int,
+    deadline: float,
+    drops: bool = True,
+    kind: type[Follower] = Follower,
+) -> list[Follower]:
+    """Start reconnecting clients (stream followers, or another kind) over the shared queries."""
+    followers = [
+        kind(url, QUERIES[n % len(QUERIES)], start, seed=n, deadline=deadline, drops=drops)
+        for n in range(count)
+    ]
+    for follower in followers:
+        follower.start()
+    return followers
 
 
 class RawStream:

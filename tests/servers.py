@@ -41,6 +41,11 @@ def http(url: str) -> requests.Session:
     return server_at(url).http
 
 
+def route(url: str, server: "TidingsServer") -> None:
+    """Let helpers given a proxy's URL act as the admin of a server behind it."""
+    _RUNNING[url] = server
+
+
 def free_port() -> int:
     """Return a loopback TCP port that is free right now."""
     with socket.socket() as sock:
@@ -58,6 +63,7 @@ class TidingsServer:
         *,
         workers: int = 1,
         token: str | None = None,
+        port: int | None = None,
         **env: str,
     ):
         # With no token given, the server's database gets an admin of its own.
@@ -66,7 +72,7 @@ class TidingsServer:
         # connection as requests.get makes, so a restarted server never meets a stale one.
         self.http = self.session()
         self.http.headers["Connection"] = "close"
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
@@ -132,12 +138,12 @@ class TidingsServer:
         except OSError:
             return []
 
-    def stop(self) -> None:
-        """Stop gunicorn and its workers."""
+    def stop(self, sig: signal.Signals = signal.SIGINT) -> None:
+        """Stop gunicorn and its workers: at once, or with SIGTERM as a service manager does."""
         if self.process is None:
             return
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
+            os.killpg(self.process.pid, sig)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:

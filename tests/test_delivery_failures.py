@@ -12,11 +12,12 @@ from app import create_app
 from models import SalesLog
 
 from .delivery_tools import (
-    Follower,
+    QUERIES,
     Writer,
     changes,
     create_bread_types,
     finish,
+    follow,
     head,
     ids,
     next_change,
@@ -26,23 +27,6 @@ from .delivery_tools import (
 )
 from .servers import free_port, http
 from .sse import SseStream
-
-QUERIES = (
-    "topics=sales_logs,production_logs,shift_feedback,bread_types",
-    "topics=sales_logs&sales_logs.shift=eq.night",
-    "topics=production_logs,shift_feedback&production_logs.select=id,quantity",
-)
-
-
-def follow(url: str, start: int, count: int, deadline: float, drops: bool = True) -> list[Follower]:
-    """Start reconnecting stream clients over the shared queries."""
-    followers = [
-        Follower(url, QUERIES[n % len(QUERIES)], start, seed=n, deadline=deadline, drops=drops)
-        for n in range(count)
-    ]
-    for follower in followers:
-        follower.start()
-    return followers
 
 
 def ready_status(url: str) -> int:

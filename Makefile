@@ -36,8 +36,8 @@ test: $(BIN)/.dev services
 	$(BIN)/ruff format --check .
 	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)" $(BIN)/pytest
 
-bench: $(BIN)/.dev
-	$(BIN)/python -m bench
+bench: $(BIN)/.dev services
+	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)" $(BIN)/python -m bench
 
 lint: $(BIN)/.dev
 	$(BIN)/ruff check .

@@ -2,6 +2,8 @@
 
 import argparse
 import resource
+import signal
+import sys
 
 from . import results
 from .scenarios import SCENARIOS
@@ -19,6 +21,8 @@ def main() -> None:
         help="extra server environment, e.g. GUNICORN_CMD_ARGS=--worker-class=gevent_wsgi",
     )
     args = parser.parse_args()
+    # Stopped from outside, a run still stops the servers, swarms and databases it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = dict(item.split("=", 1) for item in args.env)
     # Thousands of sockets: the server and the swarm inherit the raised limit.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -8,6 +8,7 @@ import time
 import requests
 
 from .publisher import EVENT_BYTES, bench_event, feedback_row, send_paced
+from .scale import scale
 from .server import BenchServer, busy_cores, cpu_seconds, rss_bytes
 from .slow_clients import slow_clients
 from .swarm import SwarmProcess
@@ -231,4 +232,5 @@ SCENARIOS = {
     "fanout": fanout,
     "policy_cost": policy_cost,
     "slow_clients": slow_clients,
+    "scale": scale,
 }

@@ -40,6 +40,8 @@ def from_environment(instance_path: str) -> dict:
         # How long and how many events the log keeps.
         "RETENTION_HOURS": _float("RETENTION_HOURS", 24),
         "RETENTION_EVENTS": _int("RETENTION_EVENTS", 1_000_000),
+        "RING_EVENTS": _int("RING_EVENTS", 4096),
+        "RING_BYTES": _int("RING_BYTES", 8 << 20),
         # Seconds between retention passes.
         "PRUNE_SECONDS": _float("PRUNE_SECONDS", 60),
         # Seconds between checks of the log head for events Redis did not bring.

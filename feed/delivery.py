@@ -40,8 +40,11 @@ Match = tuple[Event, TopicView, str]
 def _scan(
     runtime: FeedRuntime, subscription: Subscription, after: int, page: int = PAGE
 ) -> tuple[list[Match], int, bool]:
-    """Read one page of `page` events of the log after a cursor; return matches, the
-    position reached, and whether that position is the head."""
+    """Read one page of `page` events after a cursor — from the ring when it holds them all,
+    else from the log; return matches, the position reached, and whether it is the head."""
+    recent = runtime.hub.ring.after(after, subscription.topics, page)
+    if recent is not None:
+        return _matches(subscription, recent[0]), recent[1], recent[2]
     with runtime.read() as conn:
         head = runtime.log.head(conn)
         if not same_log(after, head):
@@ -50,20 +53,26 @@ def _scan(
         events = runtime.log.read(
             conn, after, topics=list(subscription.topics), until=head, limit=page
         )
+    matches = _matches(subscription, events)
+    if len(events) < page:
+        return matches, max(head, after), True
+    return matches, events[-1].id, False
+
+
+def _matches(subscription: Subscription, events: list[Event]) -> list[Match]:
+    """Return the events the subscription sees, with its view and the op it sees."""
     matches = []
     for event in events:
         view = subscription.views[event.topic]
         op = view.effective_op(event.data)
         if op is not None:
             matches.append((event, view, op))
-    if len(events) < page:
-        return matches, max(head, after), True
-    return matches, events[-1].id, False
+    return matches
 
 
 def reset_for(runtime: FeedRuntime, subscription: Subscription, cursor: int | None) -> dict | None:
     """Return the reset a cursor calls for (expired or from another epoch), or None."""
-    if cursor is None:
+    if cursor is None or runtime.hub.ring.holds(cursor):
         return None
     with runtime.read() as conn:
         bounds = runtime.log.bounds(conn)

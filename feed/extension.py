@@ -32,6 +32,7 @@ from .presence import Presence
 from .registry import BUILTIN_TOPICS, Registry
 from .relay import Relay
 from .retention import Retention
+from .ring import Ring
 from .transactions import Transactions
 
 
@@ -78,7 +79,14 @@ class FeedRuntime:
         with app.app_context():
             self.engine: sa.Engine = feed.db.engine
         self.transactions = Transactions(feed.db, self.engine)
-        self.hub = Hub()
+        self.hub = Hub(
+            Ring(
+                # Never more than the log keeps: a cursor the log let go of gets its reset.
+                min(config["RING_EVENTS"], config["RETENTION_EVENTS"]),
+                config["RING_BYTES"],
+                config["RETENTION_HOURS"] * 3600,
+            )
+        )
         self.credentials = Credentials()
         self.metrics = FeedMetrics(config["METRICS_ENABLED"])
         self.latencies = Latencies(config["METRICS_ENABLED"])

@@ -15,6 +15,7 @@ from gevent import get_hub, getcurrent
 from . import sse
 from .filters import Subscription, TopicView
 from .log import Event
+from .ring import Ring
 
 # Marks a view not yet evaluated for the event being delivered.
 _UNSEEN = object()
@@ -204,7 +205,9 @@ class Subscriber:
 class Hub:
     """Route each event once to every interested subscriber of this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, ring: Ring | None = None) -> None:
+        # The newest events, for replays and polls that need no database; none by default.
+        self.ring = ring if ring is not None else Ring(0, 0, 0)
         self.by_topic: dict[str, set[Subscriber]] = defaultdict(set)
         # One shared object per distinct view, with how many subscribers hold it: equal
         # views (same filter, same policy group) are then evaluated once per event.
@@ -215,9 +218,14 @@ class Hub:
         self.overflows = 0
         self.conflations = 0
 
+    def start_at(self, head: int) -> None:
+        """Begin at the log's head: what is already logged is history, not news."""
+        self.head = head
+        self.ring.start_at(head)
+
     def rewind(self, head: int) -> None:
         """Restart from a log that went back (it was recreated): every subscriber re-reads it."""
-        self.head = head
+        self.start_at(head)
         for subscriber in {s for subscribers in self.by_topic.values() for s in subscribers}:
             subscriber.resync()
 
@@ -283,3 +291,4 @@ class Hub:
                     self.overflows += 1
             self.delivered += delivered
         self.head = event.id
+        self.ring.add(event)

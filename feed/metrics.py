@@ -106,6 +106,11 @@ class FeedMetrics:
             "Subscribers that fell behind their queue, by what was done.",
             ("action",),
         )
+        self.replay_reads = counter(
+            "tidings_replay_reads",
+            "Replay and poll pages, by where they were read: the ring in memory or the log.",
+            ("source",),
+        )
         self.cache_hits = counter("tidings_cache_hits", "Read cache hits.", ("kind",))
         self.cache_misses = counter("tidings_cache_misses", "Read cache misses.", ("kind",))
         self.cache_invalidations = counter(
@@ -143,6 +148,8 @@ class FeedMetrics:
             self.cache_misses.labels(kind)
         self.slow_consumers.labels("catch_up")
         self.slow_consumers.labels("conflate")
+        for source in ("ring", "log"):
+            self.replay_reads.labels(source)
 
     # Hooks on the feed's paths: one increment each.
 
@@ -212,6 +219,8 @@ class FeedMetrics:
         self._add(("delivered",), hub.delivered, self.delivered)
         self._add(("overflows",), hub.overflows, self.slow_consumers.labels("catch_up"))
         self._add(("conflations",), hub.conflations, self.slow_consumers.labels("conflate"))
+        self._add(("ring",), hub.ring.hits, self.replay_reads.labels("ring"))
+        self._add(("log",), hub.ring.misses, self.replay_reads.labels("log"))
         self._add(("invalidations",), cache.invalidations, self.cache_invalidations)
         for kind in cache.hits:
             self._add(("hits", kind), cache.hits[kind], self.cache_hits.labels(kind))

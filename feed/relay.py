@@ -57,7 +57,7 @@ class Relay:
     def start_at_head(self) -> None:
         """Begin at the log's head: what is already logged is history, not news."""
         with self.transactions.read() as conn:
-            self.hub.head = self.log.head(conn)
+            self.hub.start_at(self.log.head(conn))
 
     # What the bus hands over
 

@@ -262,9 +262,9 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
     )
     probe = redis.Redis.from_url(fresh_redis.url, socket_timeout=10)
     try:
-        # Two listeners and at most a publishing connection each, and the rate limiters'
-        # bounded pools, whatever came and went.
-        assert len(probe.client_list()) - 1 <= 2 * (3 + REDIS_CONNECTIONS)
+        # Two listeners and at most a publishing connection each, and the rate limiters' and
+        # presence's bounded pools, whatever came and went.
+        assert len(probe.client_list()) - 1 <= 2 * (3 + REDIS_CONNECTIONS + PRESENCE_CONNECTIONS)
         assert sum(int(c["sub"]) > 0 for c in probe.client_list()) == 2
     finally:
         probe.close()

@@ -15,7 +15,7 @@ HEAD = IDENTITY
 # revision such a database is at. Frozen: later revisions only ever meet versioned databases.
 _UNVERSIONED = (("users", IDENTITY), ("bread_types", BAKERY))
 # Held by `flask db upgrade` on PostgreSQL, so nodes upgrading at once migrate once.
-_PG_MIGRATION_LOCK = 0x7469_6469_6E69
+PG_MIGRATION_LOCK = 0x7469_6469_6E69
 
 
 def unversioned_revision(conn: sa.Connection) -> str | None:
@@ -31,7 +31,7 @@ def prepare(context: MigrationContext, script: ScriptDirectory) -> None:
     """Wait for other nodes' upgrades, then stamp a database made before migrations."""
     conn = context.connection
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_MIGRATION_LOCK)))
     revision = unversioned_revision(conn)
     if revision is not None:
         logger.info("database made before migrations: stamped at %s", revision)

@@ -4,6 +4,7 @@ data survives the upgrade to head, and `make run` joins an existing database unc
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import flask_migrate
@@ -137,6 +138,25 @@ def test_revision_1_data_survives_the_upgrade_to_head(bare_app, versioned):
     assert [(row["quantity"], row["store_id"]) for row in rows] == [(4, None), (5, None), (2, 1)]
 
 
+def test_downgrade_to_revision_1_keeps_the_bakery_rows(bare_app):
+    app = bare_app
+    upgrade(app)
+    client = bearer_client(app, make_user(app, "admin"))
+    store = client.post("/api/stores", json={"name": "Quay", "city": "Hull"}).get_json()["row"]
+    sale(client, bread(client)["id"], store_id=store["id"])
+    with app.app_context():
+        flask_migrate.downgrade(revision=schema.BAKERY)
+    assert revision_of(app) == schema.BAKERY
+    assert run(app, "SELECT quantity FROM sales_logs") == [(2,)]
+    with app.app_context(), db.engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+        columns = {column["name"] for column in sa.inspect(conn).get_columns("sales_logs")}
+    assert not tables & {"stores", "users", "api_tokens", "user_sessions"}
+    assert "store_id" not in columns
+    upgrade(app)
+    assert run(app, "SELECT quantity, store_id FROM sales_logs") == [(2, None)]
+
+
 def test_upgrade_and_seed_again_change_nothing(bare_app):
     app = bare_app
     runner = app.test_cli_runner()
@@ -183,3 +203,44 @@ def test_make_run_joins_an_existing_database_without_reseeding(bare_app, url, re
     assert after.pop("alembic_version") == 1
     assert after == before
     assert revision_of(app) == schema.HEAD
+
+
+@pytest.mark.postgres
+def test_nodes_upgrading_at_once_migrate_once(postgres_url, redis_server):
+    upgrade_command = _make_run_commands()[0]
+    env = os.environ | {"DATABASE_URL": postgres_url, "REDIS_URL": redis_server.url}
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as holder, engine.connect() as watcher:
+            # Hold the migration lock until both nodes wait for it: they race for real.
+            holder.execute(sa.select(sa.func.pg_advisory_lock(schema.PG_MIGRATION_LOCK)))
+            holder.commit()
+            nodes = [
+                subprocess.Popen(
+                    upgrade_command,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+                for _ in range(2)
+            ]
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND objid = :low AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"
+            ).bindparams(low=schema.PG_MIGRATION_LOCK & 0xFFFFFFFF)
+            deadline = time.monotonic() + 60
+            while watcher.execute(waiting).scalar() < 2:
+                watcher.rollback()
+                assert time.monotonic() < deadline, "the nodes never reached the lock"
+                assert all(node.poll() is None for node in nodes)
+                time.sleep(0.05)
+            holder.execute(sa.select(sa.func.pg_advisory_unlock(schema.PG_MIGRATION_LOCK)))
+            for node in nodes:
+                _, stderr = node.communicate(timeout=60)
+                assert node.returncode == 0, stderr.decode()
+            versions = watcher.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert versions.scalars().all() == [schema.HEAD]
+    finally:
+        engine.dispose()

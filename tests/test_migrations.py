@@ -13,43 +13,30 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from app import create_app
 from feed import ids, runtime
 from models import db, feed, schema
 from models.seed import seed, seed_demo_users
 
 from .api_helpers import bread, sale
 from .identities import bearer_client, make_user
-from .servers import GENEROUS_LIMITS
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "demo-password"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request, tmp_path) -> str:
-    """An empty database, SQLite or PostgreSQL."""
+def database_url(request, tmp_path) -> str:
+    """An empty database, SQLite or PostgreSQL (for `bare_app` too)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tidings.db'}"
     return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
-def bare_app(url, redis_server, tmp_path):
-    """An app on the test's database, which holds only the tables the feed makes itself."""
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "REDIS_URL": redis_server.url,
-            "FEED_CHANNEL": f"tidings:test:{tmp_path.name}",
-            "DEMO_PASSWORD": PASSWORD,
-            **GENEROUS_LIMITS,
-        }
-    )
-    yield app
-    app.extensions["tidings"].close()
-    app.extensions["tidings_limits"].close()
+def bare_app(bare_app):
+    """The suite's bare app, whose seed uses the demo password given (no file in instance/)."""
+    bare_app.config["DEMO_PASSWORD"] = PASSWORD
+    return bare_app
 
 
 def upgrade(app, revision: str = "head") -> None:
@@ -181,7 +168,9 @@ def _make_run_commands() -> list[list[str]]:
     return commands
 
 
-def test_make_run_joins_an_existing_database_without_reseeding(bare_app, url, redis_server):
+def test_make_run_joins_an_existing_database_without_reseeding(
+    bare_app, database_url, redis_server
+):
     # A database made before migrations, as the last version's `make run` left it.
     app = bare_app
     with app.app_context():
@@ -190,7 +179,7 @@ def test_make_run_joins_an_existing_database_without_reseeding(bare_app, url, re
         seed_demo_users(app.instance_path, PASSWORD)
     before = counts(app)
     env = os.environ | {
-        "DATABASE_URL": url,
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_server.url,
         "DEMO_PASSWORD": PASSWORD,
         "SECRET_KEY": "tests",

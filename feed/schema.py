@@ -6,7 +6,7 @@ migration history.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -16,8 +16,8 @@ logger = logging.getLogger("tidings")
 _PG_SCHEMA_LOCK = 0x7469_6469_6E68
 
 
-def ensure(engine: sa.Engine, tables: Iterable[sa.Table]) -> bool:
-    """Create whichever of the tables are missing; return False if the database is unreachable."""
+def ensure(engine: sa.Engine, tables: Iterable[sa.Table]) -> None:
+    """Create whichever of the tables are missing (none while the database is unreachable)."""
     tables = list(tables)
     try:
         with engine.connect() as conn:
@@ -30,11 +30,9 @@ def ensure(engine: sa.Engine, tables: Iterable[sa.Table]) -> bool:
     except sa.exc.OperationalError as exc:
         # The app starts without its database (and answers 503); the next start creates them.
         logger.warning("feed tables not checked, the database is unreachable: %s", exc.orig)
-        return False
-    return True
 
 
-def excluder(tables: Iterable[sa.Table]):
+def excluder(tables: Iterable[sa.Table]) -> Callable[..., bool]:
     """Return an Alembic `include_object` hook that leaves these tables out of migrations."""
     names = frozenset(table.name for table in tables)
 

@@ -1,5 +1,6 @@
 """Schema migrations on SQLite and PostgreSQL: base to head matches the models, revision 1's
-data survives the upgrade to head, and `make run` joins an existing database unchanged."""
+data survives the upgrade to head (and a downgrade back), `make run` joins an existing
+database unchanged, and nodes upgrading one PostgreSQL at once migrate it once."""
 
 import os
 import shlex

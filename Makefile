@@ -15,7 +15,9 @@ $(BIN)/.dev: $(BIN)/.runtime requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+# Migrate the database (any revision, or tables made before migrations), then seed what is missing.
 run: $(BIN)/.runtime
+	$(BIN)/flask --app app db upgrade
 	$(BIN)/flask --app app seed
 	exec $(BIN)/gunicorn -c gunicorn.conf.py
 

@@ -4,6 +4,7 @@ import logging
 import os
 
 from flask import Flask
+from flask_migrate import Migrate
 
 import config as settings
 from blueprints import (
@@ -36,6 +37,14 @@ def create_app(config: dict | None = None) -> Flask:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     db.init_app(app)
     feed.init_app(app)
+    # `flask db upgrade` migrates the app's tables; the feed creates its own at start.
+    Migrate(
+        app,
+        db,
+        directory=os.path.join(app.root_path, "migrations"),
+        render_as_batch=True,
+        include_object=feed.include_object,
+    )
     errors.init_app(app)
     observe.init_app(app)
     headers.init_app(app)

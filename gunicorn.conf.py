@@ -52,10 +52,9 @@ def _fresh_metrics_dir(instance_path: str) -> str:
 
 
 def on_starting(server):
-    """Start the private Redis when no REDIS_URL is given, and create missing tables."""
+    """Start the private Redis when no REDIS_URL is given (`flask db upgrade` made the tables)."""
     global _embedded, _metrics_dir
     from app import create_app
-    from models import db
 
     # Workers inherit the limit: each open stream is one file.
     warning = worker.make_room_for(worker_connections)
@@ -74,9 +73,7 @@ def on_starting(server):
         # Workers read it when they build their app.
         os.environ["REDIS_URL"] = _embedded.url
         server.log.info("embedded redis on %s", _embedded.url)
-    with app.app_context():
-        db.create_all()
-        db.engine.dispose()
+    app.extensions["tidings"].engine.dispose()
 
 
 def child_exit(server, worker):

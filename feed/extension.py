@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Session
 
-from . import ids, writes
+from . import ids, schema, writes
 from .bus import Bus
 from .cache import ReadCache
 from .capture import Capture
@@ -50,6 +50,10 @@ class Feed:
         self.topic_policies = topic_policies
         self.log = EventLog(db.metadata)
         self.idempotency = IdempotencyStore(db.metadata)
+        # The engine's tables, created at start; app migrations pass over them.
+        self.own_tables = (self.log.table, self.log.meta, self.idempotency.table)
+        # For Alembic's `include_object` (Flask-Migrate's `Migrate(..., include_object=)`).
+        self.include_object = schema.excluder(self.own_tables)
         self.capture = Capture(self.log, on_commit=lambda events: runtime().published(events))
         self.capture.attach(db.session)
 
@@ -122,6 +126,7 @@ class FeedRuntime:
         self.monitor = Monitor(self)
         self.started = False
         self._greenlets: list[gevent.Greenlet] = []
+        schema.ensure(self.engine, feed.own_tables)
         ids.migrate(self.engine, self.registry.tables.values())
 
     # The parts' entry points, under the names the app and its scripts use

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -27,8 +28,12 @@ def _file_text(password: str) -> str:
     return f"Tidings demo users: {names}\npassword: {password}\n"
 
 
-def seed_users(session: Session, store_ids: list[int], password: str | None, instance_path: str):
-    """Add the demo users unless any user exists; return what to tell whoever starts the demo."""
+def seed_users(
+    session: Session, stores: Callable[[], list[int]], password: str | None, instance_path: str
+):
+    """Add the demo users unless any user exists; return what to tell whoever starts the demo.
+
+    `stores` returns the ids of the stores staff work in; it is called only to add users."""
     path = os.path.join(instance_path, PASSWORD_FILE)
     if session.scalars(sa.select(User.id).limit(1)).first() is not None:
         if password:
@@ -38,6 +43,7 @@ def seed_users(session: Session, store_ids: list[int], password: str | None, ins
         return "users exist already; add more with `flask users create`"
     generated = password is None
     password = password or secrets.token_urlsafe(12)
+    store_ids = stores()
     for name, role, store in DEMO_USERS:
         store_id = store_ids[store] if store is not None and store < len(store_ids) else None
         accounts.create(session, name, password, role, store_id)

@@ -1,4 +1,4 @@
-"""Demo data for the bakery, and the `flask init-db` / `flask seed` commands."""
+"""Demo data for the bakery, and the `flask seed` command (after `flask db upgrade`)."""
 
 import random
 
@@ -51,15 +51,20 @@ def seed(rng: random.Random | None = None) -> bool:
     with writes.transaction(runtime(), mutation="seed") as session:
         breads = [BreadType(name=name, price=price, active=True) for name, price in BREADS]
         session.add_all(breads)
-        # Stores made before (by hand, or by the tests) are used as they are.
-        stores = list(session.scalars(sa.select(Store).order_by(Store.id).limit(len(STORES))))
-        if not stores:
-            stores = [Store(name=name, city=city) for name, city, _, _ in STORES]
-            session.add_all(stores)
-            session.flush()
-        for store, (_, _, staff, notes) in zip(stores, STORES, strict=False):
+        for store, (_, _, staff, notes) in zip(_stores(session), STORES, strict=False):
             _seed_store(session, rng, store.id, breads, staff, notes)
     return True
+
+
+def _stores(session) -> list[Store]:
+    """Return the demo's stores, adding them when there are none; stores made before (by
+    hand, or by the tests) are used as they are."""
+    stores = list(session.scalars(sa.select(Store).order_by(Store.id).limit(len(STORES))))
+    if not stores:
+        stores = [Store(name=name, city=city) for name, city, _, _ in STORES]
+        session.add_all(stores)
+    session.flush()
+    return stores
 
 
 def _seed_store(session, rng: random.Random, store_id: int, breads, staff, notes) -> None:
@@ -100,22 +105,17 @@ def _seed_store(session, rng: random.Random, store_id: int, breads, staff, notes
 def seed_demo_users(instance_path: str, password: str | None) -> str:
     """Add the demo users when there are none; return how to sign in as them."""
     with writes.transaction(runtime(), mutation="seed") as session:
-        store_ids = list(session.scalars(sa.select(Store.id).order_by(Store.id)))
-        return seed_users(session, store_ids, password, instance_path)
+        return seed_users(
+            session, lambda: [store.id for store in _stores(session)], password, instance_path
+        )
 
 
 def register_cli(app: Flask) -> None:
-    """Add `flask init-db` and `flask seed`."""
-
-    @app.cli.command("init-db")
-    def init_db_command():
-        """Create missing tables."""
-        db.create_all()
-        click.echo("tables ready")
+    """Add `flask seed`."""
 
     @app.cli.command("seed")
     def seed_command():
-        """Create missing tables and seed the demo when the database is empty."""
-        db.create_all()
+        """Seed the demo into a migrated database: its activity when there is none, its
+        stores and users when missing; run again, it changes nothing."""
         click.echo("demo seeded" if seed() else "database already has data; left as it is")
         click.echo(seed_demo_users(app.instance_path, app.config["DEMO_PASSWORD"]))

@@ -52,8 +52,8 @@ def database_url(tmp_path):
 
 
 @pytest.fixture
-def app(database_url, redis_server, tmp_path):
-    """An app on a fresh database, with its tables created, the two stores and an admin."""
+def bare_app(database_url, redis_server, tmp_path):
+    """An app on a fresh database that holds only the tables the feed makes itself."""
     app = create_app(
         {
             "TESTING": True,
@@ -63,12 +63,18 @@ def app(database_url, redis_server, tmp_path):
             **GENEROUS_LIMITS,
         }
     )
-    with app.app_context():
-        db.create_all()
-    seed_stores(app)
     yield app
     app.extensions["tidings"].close()
     app.extensions["tidings_limits"].close()
+
+
+@pytest.fixture
+def app(bare_app):
+    """An app on a fresh database, with its tables created and the two stores."""
+    with bare_app.app_context():
+        db.create_all()
+    seed_stores(bare_app)
+    return bare_app
 
 
 @pytest.fixture

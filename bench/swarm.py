@@ -32,6 +32,8 @@ HEARTBEAT = re.compile(rb"\nid: \d+\n\n")
 # Connections are spread over this many loopback source addresses, so ports never run out.
 SOURCE_ADDRESSES = 16
 FIRST_SOURCE = 2
+# How long a stream may take to be ready (a loaded machine opening tens of thousands).
+READY_SECONDS = 180
 # Streams whose handshake is in flight at once (stays under gunicorn's listen backlog).
 CONNECTING = 200
 
@@ -163,6 +165,7 @@ class Swarm:
         async def one(index: int) -> None:
             source = (f"127.0.0.{self.first_source + index % SOURCE_ADDRESSES}", 0)
             async with gate:
+                stream = None
                 try:
                     _, stream = await loop.create_connection(
                         lambda: Subscriber(self, self.request),
@@ -170,10 +173,14 @@ class Swarm:
                         self.port,
                         local_addr=source,
                     )
-                    await asyncio.wait_for(stream.ready, 60)
+                    await asyncio.wait_for(stream.ready, READY_SECONDS)
                     self.streams.append(stream)
                 except (OSError, RuntimeError, TimeoutError) as exc:
                     self.failed.append(repr(exc))
+                    # A stream that failed is no stream: it neither counts nor stays open.
+                    if stream is not None:
+                        stream.closing = True
+                        stream.transport.close()
 
         await asyncio.gather(*(one(i) for i in range(count)))
 

@@ -1,7 +1,9 @@
 """A swarm of SSE subscribers in one asyncio process, and the handle that drives it.
 
-`python -m bench.swarm URL PATH COUNT` opens COUNT streams, answers one JSON line when they are
-all `ready`, then obeys commands on stdin, one JSON line of figures for each:
+`python -m bench.swarm URL PATH COUNT [FIRST_SOURCE]` opens COUNT streams from the loopback
+addresses 127.0.0.FIRST_SOURCE and the next SOURCE_ADDRESSES - 1 (2 by default), answers one
+JSON line when they are all `ready`, then obeys commands on stdin, one JSON line of figures for
+each:
 `report EXPECTED TIMEOUT` waits until every stream received EXPECTED changes since the last
 report (or TIMEOUT seconds pass), then answers for that window; `close` ends the process.
 """
@@ -24,8 +26,14 @@ TOKEN_VARIABLE = "TIDINGS_BENCH_TOKEN"
 
 # One change frame: its id, and the send time the publisher put into the event's data.
 CHANGE = re.compile(rb'id: (\d+)\nevent: change\ndata: [^\n]*?"(?:sent|note)":"([0-9.]+)"')
+# A heartbeat: a block of an id alone, just after the chunk size line (change and ready
+# frames carry an event line after their id).
+HEARTBEAT = re.compile(rb"\nid: \d+\n\n")
 # Connections are spread over this many loopback source addresses, so ports never run out.
 SOURCE_ADDRESSES = 16
+FIRST_SOURCE = 2
+# How long a stream may take to be ready (a loaded machine opening tens of thousands).
+READY_SECONDS = 180
 # Streams whose handshake is in flight at once (stays under gunicorn's listen backlog).
 CONNECTING = 200
 
@@ -41,7 +49,7 @@ class Window:
         self.out_of_order = 0
         self.cpu = _cpu()
 
-    def figures(self, counts: list[int], lost: int) -> dict:
+    def figures(self, counts: list[int], heartbeats: list[int], lost: int) -> dict:
         """Summarise the window."""
         lat = sorted(self.latencies)
         seconds = self.last_received - self.first_sent if self.deliveries else 0.0
@@ -54,6 +62,7 @@ class Window:
                 for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
             },
             "per_stream_min": min(counts, default=0),
+            "heartbeats_per_stream_min": min(heartbeats, default=0),
             "per_stream_max": max(counts, default=0),
             "out_of_order_or_repeated": self.out_of_order,
             "streams_lost": lost,
@@ -79,6 +88,7 @@ class Subscriber(asyncio.Protocol):
         self.answered = False
         self.last_id = 0
         self.count = 0
+        self.heartbeats = 0
         # Changes received up to the last report.
         self.reported = 0
         self.closing = False
@@ -102,6 +112,7 @@ class Subscriber(asyncio.Protocol):
             self.answered = True
             if b"event: ready" in data:
                 self.ready.set_result(None)
+        self.heartbeats += len(HEARTBEAT.findall(data, 0, end))
         window = self.swarm.window
         latencies = window.latencies
         last = self.last_id
@@ -133,7 +144,8 @@ class Subscriber(asyncio.Protocol):
 class Swarm:
     """Many subscribers of one server and their shared window of figures."""
 
-    def __init__(self, url: str, path: str):
+    def __init__(self, url: str, path: str, first_source: int = FIRST_SOURCE):
+        self.first_source = first_source
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
         self.request = (
@@ -151,8 +163,9 @@ class Swarm:
         loop = asyncio.get_running_loop()
 
         async def one(index: int) -> None:
-            source = (f"127.0.0.{2 + index % SOURCE_ADDRESSES}", 0)
+            source = (f"127.0.0.{self.first_source + index % SOURCE_ADDRESSES}", 0)
             async with gate:
+                stream = None
                 try:
                     _, stream = await loop.create_connection(
                         lambda: Subscriber(self, self.request),
@@ -160,10 +173,14 @@ class Swarm:
                         self.port,
                         local_addr=source,
                     )
-                    await asyncio.wait_for(stream.ready, 60)
+                    await asyncio.wait_for(stream.ready, READY_SECONDS)
                     self.streams.append(stream)
                 except (OSError, RuntimeError, TimeoutError) as exc:
                     self.failed.append(repr(exc))
+                    # A stream that failed is no stream: it neither counts nor stays open.
+                    if stream is not None:
+                        stream.closing = True
+                        stream.transport.close()
 
         await asyncio.gather(*(one(i) for i in range(count)))
 
@@ -175,7 +192,8 @@ class Swarm:
         ):
             await asyncio.sleep(0.05)
         counts = [s.count - s.reported for s in self.streams]
-        figures = self.window.figures(counts, self.lost)
+        heartbeats = [s.heartbeats for s in self.streams]
+        figures = self.window.figures(counts, heartbeats, self.lost)
         for stream in self.streams:
             stream.reported = stream.count
         self.window = Window()
@@ -188,8 +206,8 @@ class Swarm:
             stream.transport.close()
 
 
-async def _main(url: str, path: str, count: int) -> None:
-    swarm = Swarm(url, path)
+async def _main(url: str, path: str, count: int, first_source: int = FIRST_SOURCE) -> None:
+    swarm = Swarm(url, path, first_source)
     started = time.monotonic()
     await swarm.open(count)
     _answer(
@@ -221,16 +239,22 @@ def _answer(figures: dict) -> None:
 class SwarmProcess:
     """The handle the scenarios hold: starts the swarm process and exchanges its JSON lines."""
 
-    def __init__(self, url: str, path: str, count: int):
+    def __init__(self, url: str, path: str, count: int, first_source: int = FIRST_SOURCE):
         # The token goes through the environment: a command line is anyone's to read.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.swarm", url, path, str(count)],
+            [sys.executable, "-m", "bench.swarm", url, path, str(count), str(first_source)],
             env={**os.environ, TOKEN_VARIABLE: server_at(url).token},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.opened = self._read()
+        self.opened: dict | None = None
+
+    def wait_opened(self) -> dict:
+        """Wait for the streams to be ready (or failed); return how many were."""
+        if self.opened is None:
+            self.opened = self._read()
+        return self.opened
 
     def _read(self) -> dict:
         line = self.process.stdout.readline()
@@ -262,6 +286,7 @@ class SwarmProcess:
         self.process.stdout.close()
 
     def __enter__(self) -> "SwarmProcess":
+        self.wait_opened()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -269,4 +294,4 @@ class SwarmProcess:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    asyncio.run(_main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])))

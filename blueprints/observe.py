@@ -88,25 +88,43 @@ def long_poll() -> Iterator[None]:
         metrics.connection_changed("longpoll", -1)
 
 
-def observed_stream(body, transport: str = "sse") -> Iterator[bytes]:
-    """Wrap a stream's bytes: count it as an open connection and log when it closes."""
-    # Read now: the request context is gone by the time the server iterates.
-    metrics = runtime().metrics
-    request_id, path = g.request_id, request.path
+class ObservedStream:
+    """A stream's body, counted as an open connection and logged when it closes.
 
-    def generate() -> Iterator[bytes]:
-        opened = time.monotonic()
-        metrics.connection_changed(transport, +1)
+    Iterating hands the server the body's own iterator: no generator wraps it, so a parked
+    stream's greenlet saves one level of C stack less, and no closure is kept per stream.
+    """
+
+    __slots__ = ("body", "transport", "metrics", "request_id", "path", "opened", "iterator")
+
+    def __init__(self, body, transport: str = "sse"):
+        self.body = body
+        self.transport = transport
+        # Read now: the request context is gone by the time the server iterates.
+        self.metrics = runtime().metrics
+        self.request_id, self.path = g.request_id, request.path
+        self.opened = None
+        self.iterator = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.opened = time.monotonic()
+        self.metrics.connection_changed(self.transport, +1)
+        self.iterator = iter(self.body)
+        return self.iterator
+
+    def close(self) -> None:
+        """End the body, then count and log the closed stream."""
+        if self.iterator is None:
+            return
         try:
-            yield from body
+            self.iterator.close()
         finally:
-            metrics.connection_changed(transport, -1)
+            self.metrics.connection_changed(self.transport, -1)
             log_line(
                 event="stream.close",
-                path=path,
-                duration_ms=round((time.monotonic() - opened) * 1000, 2),
-                events_sent=body.sent,
-                request_id=request_id,
+                path=self.path,
+                duration_ms=round((time.monotonic() - self.opened) * 1000, 2),
+                events_sent=self.body.sent,
+                request_id=self.request_id,
             )
-
-    return generate()
+            self.iterator = None

@@ -6,6 +6,8 @@ so batching cannot get past the write limit. Login attempts count per address an
 username, and both must pass. An open stream holds a slot until the server closes it.
 """
 
+from functools import partial
+
 import orjson
 from flask import Flask, Response, current_app, g, request
 
@@ -145,6 +147,8 @@ class HeldStream:
     the response whether or not it was ever iterated, and that frees the slot.
     """
 
+    __slots__ = ("body", "release")
+
     def __init__(self, body, release):
         self.body = body
         self.release = release
@@ -166,7 +170,7 @@ def _hold_slot(response: Response) -> Response:
     if slot is not None:
         if response.is_streamed:
             held = limiter()
-            response.response = HeldStream(response.response, lambda: held.close_stream(slot))
+            response.response = HeldStream(response.response, partial(held.close_stream, slot))
         else:
             limiter().close_stream(slot)
     return response

@@ -2,6 +2,7 @@
 
 import socket
 
+import gevent
 from flask import Blueprint, Response, g, request
 
 from feed import ApiError, runtime
@@ -11,14 +12,41 @@ from feed.policy import visible_subscription
 from feed.presence import read_roster
 
 from .http import int_arg, json_response, parse_int
-from .observe import long_poll, observed_stream
+from .observe import ObservedStream, long_poll
 
 bp = Blueprint("stream", __name__)
+STREAM_PATH = "/stream"
 
 STREAM_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+
+def _shallow(wsgi_app):
+    """Answer a stream's request in a greenlet of its own that ends with the request.
+
+    The connection's greenlet then parks for the stream's life having run only the
+    server's few frames: the pages of Python frame stack the request's dispatch touched
+    (access checks, limits, database reads) go back with the helper, and so does what
+    the dispatch left on its greenlet (context variables, the thread object logging made).
+    """
+
+    def call(environ, start_response):
+        if environ.get("PATH_INFO") != STREAM_PATH:
+            return wsgi_app(environ, start_response)
+        body = gevent.spawn(wsgi_app, environ, start_response).get()
+        # The server keeps the environ for the connection's life; the request object the
+        # app cached in it is done with once the response is built.
+        environ.pop("werkzeug.request", None)
+        return body
+
+    return call
+
+
+@bp.record_once
+def _answer_streams_shallow(state) -> None:
+    state.app.wsgi_app = _shallow(state.app.wsgi_app)
 
 
 def _subscription():
@@ -39,7 +67,7 @@ def _bound_send_buffer(environ: dict) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
-@bp.get("/stream")
+@bp.get(STREAM_PATH)
 def stream():
     """Stream matching events: replay from the cursor, then live, with heartbeats."""
     subscription = _subscription()
@@ -53,7 +81,7 @@ def stream():
     # The stream yields bytes already: hand it to the server as it is, with no re-encoding
     # generator per chunk.
     return Response(
-        observed_stream(body),
+        ObservedStream(body),
         headers=STREAM_HEADERS,
         content_type="text/event-stream",
         direct_passthrough=True,

@@ -6,6 +6,7 @@ once, in order (through Redis, or the log when Redis is down), and the relay han
 """
 
 import time
+from weakref import WeakValueDictionary
 
 from cachetools import TTLCache
 
@@ -26,6 +27,13 @@ class Credentials:
     def __init__(self) -> None:
         self.watchers: dict[tuple[str, object], set[Subscriber]] = {}
         self.ended: TTLCache = TTLCache(maxsize=10_000, ttl=REMEMBER_SECONDS)
+        # One principal object per distinct principal with open streams: a user's many
+        # streams (and a token's) share it instead of each keeping its own copy.
+        self.principals: WeakValueDictionary = WeakValueDictionary()
+
+    def intern(self, principal: Principal) -> Principal:
+        """Return the equal principal already held, or hold this one."""
+        return self.principals.setdefault(principal, principal)
 
     def watch(self, subscriber: Subscriber, principal: Principal) -> None:
         """End the subscriber when a credential its principal rests on ends."""
@@ -59,9 +67,11 @@ class Credential:
     """What an open stream or long poll watches of its principal's credential: its expiry,
     and the end (logout, revocation) of the session or token it rests on."""
 
+    __slots__ = ("credentials", "principal", "expires_at")
+
     def __init__(self, credentials: "Credentials", principal: Principal | None):
         self.credentials = credentials
-        self.principal = principal
+        self.principal = principal if principal is None else credentials.intern(principal)
         self.expires_at = principal.expires_at if principal is not None else None
 
     def watch(self, subscriber: Subscriber) -> None:

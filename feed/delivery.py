@@ -8,6 +8,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import gevent
 import orjson
 
 from . import sse
@@ -142,8 +143,27 @@ def _auth_expired_frame(reason: str, cursor: int) -> bytes:
     return sse.frame(orjson.dumps({"reason": reason}), id=cursor, event="auth-expired")
 
 
+def _off_stack(read, *args):
+    """Run a read of the log in a greenlet of its own and return what it returns.
+
+    A stream's greenlet parks for the stream's life: the pages of Python frame stack a
+    database read touches would stay resident with it; a helper's go back when it ends.
+    """
+    return gevent.spawn(read, *args).get()
+
+
 class Stream:
     """One SSE response: its subscriber, cursor and counters."""
+
+    __slots__ = (
+        "runtime",
+        "subscription",
+        "cursor",
+        "sent",
+        "subscriber",
+        "principal",
+        "credential",
+    )
 
     def __init__(
         self,
@@ -168,8 +188,8 @@ class Stream:
         by bytes and writes of bounded size."""
         page = FIRST_REPLAY_PAGE
         while True:
-            frames, position, at_head = _replay_page(
-                self.runtime, self.subscription, self.cursor, page
+            frames, position, at_head = _off_stack(
+                _replay_page, self.runtime, self.subscription, self.cursor, page
             )
             self.sent += len(frames)
             page = _next_page(frames, page)
@@ -184,18 +204,21 @@ class Stream:
         config, credential = runtime.config, self.credential
         # Registered before the log is read, so nothing falls between replay and live.
         hub.add(subscriber)
+        # The hub's shared copy: equal subscriptions of this process are one object.
+        self.subscription = subscriber.subscription
         credential.watch(subscriber)
         # Counted once registered, so the stream sees its own user's join.
-        presence = runtime.presence.opened(self.principal, tuple(self.subscription.topics))
+        topics = tuple(self.subscription.topics)
+        presence = _off_stack(runtime.presence.opened, self.principal, topics)
         try:
             retry = config["RETRY_MS"] + random.randint(0, config["RETRY_JITTER_MS"])
             opening = [sse.frame(retry=retry)]
-            reset = reset_for(runtime, self.subscription, self.cursor)
+            reset = _off_stack(reset_for, runtime, self.subscription, self.cursor)
             if reset is not None:
                 opening.append(_reset_frame(reset))
                 self.cursor = reset["cursor"]
             elif self.cursor is None:
-                self.cursor = _head(runtime)
+                self.cursor = _off_stack(_head, runtime)
             yield b"".join(opening)
             yield from self._replay()
             ready = {"cursor": self.cursor, "replayed": self.sent}
@@ -214,7 +237,7 @@ class Stream:
                     # It fell too far behind to queue in memory, or the log was recreated:
                     # the log catches it up, after a reset if its cursor left the log.
                     subscriber.overflowed = False
-                    reset = reset_for(runtime, self.subscription, self.cursor)
+                    reset = _off_stack(reset_for, runtime, self.subscription, self.cursor)
                     if reset is not None:
                         self.cursor = reset["cursor"]
                         yield _reset_frame(reset)

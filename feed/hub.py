@@ -212,6 +212,9 @@ class Hub:
         # One shared object per distinct view, with how many subscribers hold it: equal
         # views (same filter, same policy group) are then evaluated once per event.
         self.views: dict[TopicView, list] = {}
+        # Likewise one shared subscription per distinct set of views, so idle subscribers
+        # of the same thing keep no mapping of their own.
+        self.subscriptions: dict[tuple, list] = {}
         # Newest event id delivered; events arrive here in id order with no holes.
         self.head = 0
         self.delivered = 0
@@ -230,7 +233,8 @@ class Hub:
             subscriber.resync()
 
     def add(self, subscriber: Subscriber) -> None:
-        """Start routing events to a subscriber, sharing its views with equal ones."""
+        """Start routing events to a subscriber, sharing its views and its subscription with
+        equal ones."""
         views = {}
         for topic, view in subscriber.subscription.views.items():
             held = self.views.get(view)
@@ -238,15 +242,23 @@ class Hub:
                 held = self.views[view] = [view, 0]
             held[1] += 1
             views[topic] = held[0]
-        subscriber.subscription = Subscription(views)
+        key = tuple(views.items())
+        shared = self.subscriptions.get(key)
+        if shared is None:
+            shared = self.subscriptions[key] = [Subscription(views), 0]
+        shared[1] += 1
+        subscriber.subscription = shared[0]
         for topic in views:
             self.by_topic[topic].add(subscriber)
 
     def remove(self, subscriber: Subscriber) -> None:
         """Stop routing events to a subscriber and forget it."""
-        for topic, view in subscriber.subscription.views.items():
+        views = subscriber.subscription.views
+        removed = False
+        for topic, view in views.items():
             subscribers = self.by_topic.get(topic)
             if subscribers is not None and subscriber in subscribers:
+                removed = True
                 subscribers.discard(subscriber)
                 if not subscribers:
                     del self.by_topic[topic]
@@ -254,6 +266,12 @@ class Hub:
                 held[1] -= 1
                 if not held[1]:
                     del self.views[view]
+        if removed:
+            key = tuple(views.items())
+            shared = self.subscriptions[key]
+            shared[1] -= 1
+            if not shared[1]:
+                del self.subscriptions[key]
 
     def deliver(self, event: Event) -> None:
         """Queue an event for every subscriber that sees it, formatting each shape once."""

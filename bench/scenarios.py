@@ -8,6 +8,7 @@ import time
 
 import requests
 
+from .pollers import long_poll
 from .publisher import EVENT_BYTES, bench_event, feedback_row, send_paced
 from .scale import scale
 from .server import BenchServer, busy_cores, cpu_seconds, rss_bytes
@@ -288,4 +289,5 @@ SCENARIOS = {
     "policy_cost": policy_cost,
     "slow_clients": slow_clients,
     "scale": scale,
+    "long_poll": long_poll,
 }

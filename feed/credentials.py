@@ -13,12 +13,18 @@ from cachetools import TTLCache
 from .hub import Subscriber
 from .principal import Principal
 
-# The internal topic of ended credentials: {"reason": ..., "session": id} or {"token": id}.
+# The internal topic of ended credentials: {"reason": ..., "session" | "token" | "user": id}.
 TOPIC = "auth"
-KINDS = ("session", "token")
+KINDS = ("session", "token", "user")
+# Ended for good, so remembered: a user whose access changed signs in again as themselves.
+FINAL_KINDS = ("session", "token")
 # How long an ended credential is remembered, for streams that resolved their principal just
 # before it ended and begin watching just after.
 REMEMBER_SECONDS = 600
+# How long an API token's principal is reused without asking the database again. Any ended
+# credential (an `auth` event, from any node) forgets them all at once; this bounds what
+# nothing announces, such as a user deactivated in the database.
+RESOLVED_SECONDS = 5
 
 
 class Credentials:
@@ -30,6 +36,23 @@ class Credentials:
         # One principal object per distinct principal with open streams: a user's many
         # streams (and a token's) share it instead of each keeping its own copy.
         self.principals: WeakValueDictionary = WeakValueDictionary()
+        # Principals of API tokens by the token's digest, asked of the database lately.
+        self.resolved: TTLCache = TTLCache(maxsize=10_000, ttl=RESOLVED_SECONDS)
+
+    def recall(self, key: str) -> Principal | None:
+        """Return the principal resolved lately for a credential, while it is unexpired."""
+        principal = self.resolved.get(key)
+        if principal is None or (principal.expires_at or 0) <= time.time():
+            return None
+        return principal
+
+    def remember(self, key: str, principal: Principal) -> None:
+        """Keep a principal the database resolved, for RESOLVED_SECONDS at most."""
+        self.resolved[key] = principal
+
+    def forget(self) -> None:
+        """Forget every remembered principal: some credential ended."""
+        self.resolved.clear()
 
     def intern(self, principal: Principal) -> Principal:
         """Return the equal principal already held, or hold this one."""
@@ -54,11 +77,13 @@ class Credentials:
 
     def end(self, data: dict) -> None:
         """End every subscriber resting on the credential an `auth` event names."""
+        self.forget()
         reason = data.get("reason") or "revoked"
         for kind in KINDS:
             if data.get(kind) is not None:
                 key = (kind, data[kind])
-                self.ended[key] = reason
+                if kind in FINAL_KINDS:
+                    self.ended[key] = reason
                 for subscriber in self.watchers.pop(key, ()):
                     subscriber.end(reason)
 

@@ -307,10 +307,14 @@ def poll(
                     {"reason": ended, "cursor": cursor},
                 )
             waiter.rearm()
-            # Identical polls woken by one event share one read of the log.
-            events, position, more = runtime.cache.poll(
-                runtime, subscription, cursor, limit, _collect
-            )
+            if runtime.hub.ring.holds(cursor):
+                # Everything after the cursor is in memory: no database at all.
+                events, position, more = _collect(runtime, subscription, cursor, limit)
+            else:
+                # Identical polls woken by one event share one read of the log.
+                events, position, more = runtime.cache.poll(
+                    runtime, subscription, cursor, limit, _collect
+                )
             remaining = deadline - time.monotonic()
             if events or remaining <= 0:
                 return {"events": events, "cursor": position, "more": more}

@@ -33,8 +33,9 @@ class Principal:
 
     @property
     def rests_on(self) -> tuple[tuple[str, object], ...]:
-        """Return the credentials whose end ends this principal: ("session", id), ("token", id)."""
-        held = (("session", self.session_id), ("token", self.token_id))
+        """Return what ends this principal when it ends: ("session", id), ("token", id), and
+        ("user", id), a change to the user's access."""
+        held = (("session", self.session_id), ("token", self.token_id), ("user", self.user_id))
         return tuple((kind, key) for kind, key in held if key is not None)
 
 

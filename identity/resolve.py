@@ -9,7 +9,7 @@ from feed import ApiError, runtime
 from feed.principal import NOBODY, Principal
 
 from . import sessions, stream_tokens, tokens
-from .secret import same
+from .secret import digest, same
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Where `?access_token=` is a credential: the transports that cannot send headers.
@@ -51,11 +51,17 @@ def _bearer(header: str) -> Principal:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise refused("Send the API token as Authorization: Bearer <token>.")
+    credentials, key = runtime().credentials, digest(secret.strip())
+    found = credentials.recall(key)
+    if found is not None:
+        return found
     with runtime().read() as conn:
         row = tokens.active_by_secret(conn, secret.strip())
     if row is None:
         raise refused("The API token is unknown, expired or revoked.")
-    return _user(row, "token", token_id=row.token_id, expires_at=_seconds(row.expires_at))
+    found = _user(row, "token", token_id=row.token_id, expires_at=_seconds(row.expires_at))
+    credentials.remember(key, found)
+    return found
 
 
 def _stream_token(token: str) -> Principal:

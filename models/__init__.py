@@ -1,5 +1,7 @@
 """The database handle, the feed, and the bakery demo's live tables."""
 
+from identity import notices  # noqa: E402  (it needs the models above)
+
 from . import activity
 from .bakery import (
     AuditLog,
@@ -14,6 +16,7 @@ from .base import db, feed
 from .users import ApiToken, User, UserSession
 
 activity.attach(db.session)
+notices.attach(db.session)
 
 __all__ = [
     "ApiToken",

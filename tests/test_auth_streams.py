@@ -6,7 +6,9 @@ import time
 
 import requests
 
+from feed import runtime
 from identity.sessions import COOKIE
+from models import User
 
 from .delivery_tools import SALE, create_bread_types
 from .identities import PASSWORD, make_user
@@ -87,6 +89,24 @@ def test_revoking_a_token_ends_its_streams(app, start_server):
             ),
         )
     assert data == {"reason": "revoked"} and took < WITHIN_SECONDS
+
+
+def test_a_change_to_a_user_s_access_ends_their_streams_and_their_token_stops_working(
+    app, start_server
+):
+    server = start_server(HEARTBEAT_SECONDS="1")
+    staff = make_user(app, "staff", 1)
+
+    def deactivate():
+        with app.app_context(), runtime().write() as session:
+            session.get(User, staff.user_id).active = False
+
+    with SseStream(server.url, QUERY, headers=staff.headers) as stream:
+        data, _, took = _ended_by(stream, deactivate)
+    assert data == {"reason": "revoked"} and took < WITHIN_SECONDS
+    # The server's workers forgot the principal they resolved for the token.
+    answer = requests.get(f"{server.url}/api/bread_types", headers=staff.headers, timeout=10)
+    assert answer.status_code == 401
 
 
 def test_a_stream_token_ends_its_stream_when_it_expires(app, start_server):

@@ -26,7 +26,26 @@ def test_a_logout_ends_the_subscribers_of_that_session_only():
     assert other.ended is None and tokened.ended is None
     credentials.end({"reason": "revoked", "token": 7})
     assert tokened.ended == "revoked"
-    assert set(credentials.watchers) == {("session", "s2")}
+    # What ended is no longer watched; the users behind them still are, until unwatched.
+    assert set(credentials.watchers) == {("session", "s2"), ("user", 1), ("user", 2)}
+
+
+def test_a_change_to_a_user_ends_all_their_subscribers_and_they_may_come_back():
+    credentials = Credentials()
+    mine, again, other = _subscriber(), _subscriber(), _subscriber()
+    credentials.watch(mine, SESSION)
+    credentials.watch(again, Principal(user_id=1, token_id=9))
+    credentials.watch(other, TOKEN)
+    lasting = Principal(user_id=2, token_id=7, expires_at=time.time() + 60)
+    credentials.remember("digest", lasting)
+    assert credentials.recall("digest") is lasting
+    credentials.end({"reason": "revoked", "user": 1})
+    assert mine.ended == again.ended == "revoked" and other.ended is None
+    # Resolved principals are forgotten, and the user, signed in anew, is not ended again.
+    assert credentials.recall("digest") is None
+    back = _subscriber()
+    credentials.watch(back, SESSION)
+    assert back.ended is None
 
 
 def test_a_credential_that_ended_just_before_watching_still_ends_the_subscriber():

@@ -5,6 +5,7 @@ from gevent import monkey
 # Patch in the master too, so workers inherit no unpatched ssl or socket modules.
 monkey.patch_all()
 
+import gc  # noqa: E402
 import glob  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -18,7 +19,8 @@ worker_class = "gevent"
 # Each open stream is one connection; the process file limit is the real ceiling.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 timeout = 30
-# Streams never end on their own: give them a moment, then close them.
+# A stopped worker lets its streams go at once (worker.drain_on_stop); this bounds the
+# requests still in flight.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "3"))
 keepalive = 5
 # Several servers may run side by side (tests, benchmarks): no shared control socket.
@@ -77,6 +79,19 @@ def on_starting(server):
     with app.app_context():
         db.create_all()
         db.engine.dispose()
+    # The master's objects live as long as it does: frozen, its last collection at exit skips
+    # them (measured: up to 2.7 s on a loaded box, which a SIGTERM had to wait out).
+    gc.freeze()
+
+
+def post_worker_init(process):
+    """Drain on SIGTERM instead of holding streams open until the graceful timeout."""
+    worker.drain_on_stop(process)
+
+
+def post_request(process, req, environ, resp):
+    """Let a stopping worker's connections go once they answered."""
+    worker.KEEPALIVES.answered(environ.get("gunicorn.socket"))
 
 
 def child_exit(server, worker):

@@ -1,7 +1,12 @@
-"""Tuning of a serving gevent worker: cheaper socket writes, lean greenlets, calmer GC."""
+"""Tuning of a serving gevent worker: cheaper socket writes, lean greenlets, calmer GC, and
+a drain when it is told to stop."""
 
+import contextlib
 import gc
 import resource
+import signal
+import socket
+import weakref
 
 import gevent
 from gevent import socket as gevent_socket
@@ -63,3 +68,71 @@ def settle() -> None:
     """
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+class KeepAlives:
+    """The client connections of this worker that wait for their next request.
+
+    A stopping gevent worker waits for every connection to end, and one kept alive ends only
+    at gunicorn's `keepalive` timeout, past `graceful_timeout`: the worker would be killed
+    instead of exiting. Shutting their reading side ends that wait at once; a request
+    already received is still read and answered.
+    """
+
+    def __init__(self) -> None:
+        self.idle: weakref.WeakSet = weakref.WeakSet()
+        self.stopping = False
+
+    def wrap(self, app):
+        """Return the WSGI app, noting that each request's connection is busy again."""
+
+        def serve(environ, start_response):
+            self.idle.discard(environ.get("gunicorn.socket"))
+            return app(environ, start_response)
+
+        return serve
+
+    def answered(self, sock) -> None:
+        """Note a connection that answered its request; a stopping worker lets it go."""
+        if self.stopping:
+            _stop_reading(sock)
+        elif sock is not None:
+            self.idle.add(sock)
+
+    def stop(self) -> None:
+        """Let every waiting connection go, and each one that answers from now on."""
+        self.stopping = True
+        for sock in list(self.idle):
+            _stop_reading(sock)
+        self.idle.clear()
+
+
+def _stop_reading(sock) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
+
+
+KEEPALIVES = KeepAlives()
+
+
+def drain_on_stop(worker) -> None:
+    """Drain the worker when gunicorn stops it with SIGTERM (a stop, or the old workers of
+    a reload): readiness fails, streams and long polls are let go to reconnect elsewhere,
+    requests in flight finish, kept-alive connections close, and gunicorn's loop then finds
+    nothing left to wait for.
+
+    The signal handler only sets gunicorn's flag and spawns: it may run inside any greenlet,
+    even the hub, where nothing may block or walk the hub's sets.
+    """
+    drain = worker.wsgi.extensions["tidings"].drain
+    worker.wsgi = KEEPALIVES.wrap(worker.wsgi)
+
+    def stopping() -> None:
+        drain.begin()
+        KEEPALIVES.stop()
+
+    def stop(sig, frame):
+        worker.handle_exit(sig, frame)
+        gevent.spawn(stopping)
+
+    signal.signal(signal.SIGTERM, stop)

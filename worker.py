@@ -6,6 +6,7 @@ import gc
 import resource
 import signal
 import socket
+import time
 import weakref
 
 import gevent
@@ -113,26 +114,29 @@ def _stop_reading(sock) -> None:
 
 
 KEEPALIVES = KeepAlives()
+# The longest a stopping worker waits for its streams to go before gunicorn's own wait.
+LINGER_SECONDS = 1.0
 
 
 def drain_on_stop(worker) -> None:
     """Drain the worker when gunicorn stops it with SIGTERM (a stop, or the old workers of
     a reload): readiness fails, streams and long polls are let go to reconnect elsewhere,
-    requests in flight finish, kept-alive connections close, and gunicorn's loop then finds
-    nothing left to wait for.
+    requests in flight finish, kept-alive connections close; then gunicorn's flag is set,
+    and its loop finds nothing left to wait for.
 
-    The signal handler only sets gunicorn's flag and spawns: it may run inside any greenlet,
-    even the hub, where nothing may block or walk the hub's sets.
+    While its streams go (LINGER_SECONDS at most) the worker still accepts, so a proxy's
+    health check meets the 503 before connections are refused. The signal handler only
+    spawns: it may run inside any greenlet, even the hub, where nothing may block.
     """
     drain = worker.wsgi.extensions["tidings"].drain
     worker.wsgi = KEEPALIVES.wrap(worker.wsgi)
 
-    def stopping() -> None:
+    def stopping(sig, frame) -> None:
         drain.begin()
         KEEPALIVES.stop()
-
-    def stop(sig, frame):
+        deadline = time.monotonic() + LINGER_SECONDS
+        while not drain.drained() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
         worker.handle_exit(sig, frame)
-        gevent.spawn(stopping)
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, lambda sig, frame: gevent.spawn(stopping, sig, frame))

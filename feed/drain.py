@@ -67,6 +67,10 @@ class Drain:
             self.on_shed(REBALANCE, len(chosen))
         return len(chosen)
 
+    def drained(self) -> bool:
+        """Tell whether no stream nor long poll is left."""
+        return not self.streams and not self.hub.by_topic
+
     def begin(self) -> None:
         """Start draining: readiness fails, and every stream and long poll is let go, now and
         as long as the worker lives."""

@@ -88,7 +88,9 @@ class KeepAlives:
         """Return the WSGI app, noting that each request's connection is busy again."""
 
         def serve(environ, start_response):
-            self.idle.discard(environ.get("gunicorn.socket"))
+            sock = environ.get("gunicorn.socket")
+            if sock is not None:
+                self.idle.discard(sock)
             return app(environ, start_response)
 
         return serve

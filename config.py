@@ -37,6 +37,16 @@ def from_environment(instance_path: str) -> dict:
         # Base EventSource reconnect delay sent as `retry:`; a random jitter is added.
         "RETRY_MS": _int("RETRY_MS", 2000),
         "RETRY_JITTER_MS": _int("RETRY_JITTER_MS", 3000),
+        # A stream let go (its worker stops, or sheds streams) gets a `retry:` random within
+        # this many seconds, so its clients come back spread out.
+        "DRAIN_SECONDS": _float("DRAIN_SECONDS", 5),
+        # Seconds between a worker's rebalancing rounds (0: never shed); it sheds once it
+        # holds more than share × (1 + BALANCE_TOLERANCE) + BALANCE_SLACK streams, at most
+        # BALANCE_STEP of them per round.
+        "BALANCE_SECONDS": _float("BALANCE_SECONDS", 5),
+        "BALANCE_TOLERANCE": _float("BALANCE_TOLERANCE", 0.2),
+        "BALANCE_SLACK": _int("BALANCE_SLACK", 5),
+        "BALANCE_STEP": _float("BALANCE_STEP", 0.1),
         # How long and how many events the log keeps.
         "RETENTION_HOURS": _float("RETENTION_HOURS", 24),
         "RETENTION_EVENTS": _int("RETENTION_EVENTS", 1_000_000),

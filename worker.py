@@ -1,7 +1,13 @@
-"""Tuning of a serving gevent worker: cheaper socket writes, lean greenlets, calmer GC."""
+"""Tuning of a serving gevent worker: cheaper socket writes, lean greenlets, calmer GC, and
+a drain when it is told to stop."""
 
+import contextlib
 import gc
 import resource
+import signal
+import socket
+import time
+import weakref
 
 import gevent
 from gevent import socket as gevent_socket
@@ -63,3 +69,76 @@ def settle() -> None:
     """
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+class KeepAlives:
+    """The client connections of this worker that wait for their next request.
+
+    A stopping gevent worker waits for every connection to end, and one kept alive ends only
+    at gunicorn's `keepalive` timeout, past `graceful_timeout`: the worker would be killed
+    instead of exiting. Shutting their reading side ends that wait at once; a request
+    already received is still read and answered.
+    """
+
+    def __init__(self) -> None:
+        self.idle: weakref.WeakSet = weakref.WeakSet()
+        self.stopping = False
+
+    def wrap(self, app):
+        """Return the WSGI app, noting that each request's connection is busy again."""
+
+        def serve(environ, start_response):
+            sock = environ.get("gunicorn.socket")
+            if sock is not None:
+                self.idle.discard(sock)
+            return app(environ, start_response)
+
+        return serve
+
+    def answered(self, sock) -> None:
+        """Note a connection that answered its request; a stopping worker lets it go."""
+        if self.stopping:
+            _stop_reading(sock)
+        elif sock is not None:
+            self.idle.add(sock)
+
+    def stop(self) -> None:
+        """Let every waiting connection go, and each one that answers from now on."""
+        self.stopping = True
+        for sock in list(self.idle):
+            _stop_reading(sock)
+        self.idle.clear()
+
+
+def _stop_reading(sock) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
+
+
+KEEPALIVES = KeepAlives()
+# The longest a stopping worker waits for its streams to go before gunicorn's own wait.
+LINGER_SECONDS = 1.0
+
+
+def drain_on_stop(worker) -> None:
+    """Drain the worker when gunicorn stops it with SIGTERM (a stop, or the old workers of
+    a reload): readiness fails, streams and long polls are let go to reconnect elsewhere,
+    requests in flight finish, kept-alive connections close; then gunicorn's flag is set,
+    and its loop finds nothing left to wait for.
+
+    While its streams go (LINGER_SECONDS at most) the worker still accepts, so a proxy's
+    health check meets the 503 before connections are refused. The signal handler only
+    spawns: it may run inside any greenlet, even the hub, where nothing may block.
+    """
+    drain = worker.wsgi.extensions["tidings"].drain
+    worker.wsgi = KEEPALIVES.wrap(worker.wsgi)
+
+    def stopping(sig, frame) -> None:
+        drain.begin()
+        KEEPALIVES.stop()
+        deadline = time.monotonic() + LINGER_SECONDS
+        while not drain.drained() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        worker.handle_exit(sig, frame)
+
+    signal.signal(signal.SIGTERM, lambda sig, frame: gevent.spawn(stopping, sig, frame))

@@ -386,7 +386,7 @@ OPERATIONS: dict[str, Callable[[LiveTable | None, Context], dict]] = {
         OPEN,
         {
             200: ok(ref("Status"), "Database and Redis answer."),
-            503: ok(ref("Error"), "A dependency is down."),
+            503: ok(ref("Error"), "A dependency is down, or this worker is draining."),
         },
     ),
     "monitor.page": _fixed(READ, SIGN_IN_PAGE, *SIGNED_IN),

@@ -22,7 +22,18 @@ def database_ok() -> bool:
 
 @bp.get("/readyz")
 def readyz():
-    """Answer 200 when the database and Redis are reachable, 503 otherwise."""
+    """Answer 200 when the database and Redis are reachable, 503 otherwise or while this
+    worker drains."""
+    if runtime().drain.draining:
+        return json_response(
+            {
+                "status": "draining",
+                "error": "draining",
+                "message": "This server is shutting down; send requests to another.",
+                "details": {},
+            },
+            503,
+        )
     checks = {"database": database_ok(), "redis": runtime().bus.ping()}
     ready = all(checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": checks}

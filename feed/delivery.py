@@ -13,6 +13,7 @@ import orjson
 
 from . import sse
 from .credentials import Credential
+from .drain import let_go
 from .errors import ApiError
 from .filters import Subscription, TopicView, view_query
 from .hub import Subscriber, render_frame
@@ -210,6 +211,7 @@ class Stream:
         # Counted once registered, so the stream sees its own user's join.
         topics = tuple(self.subscription.topics)
         presence = _off_stack(runtime.presence.opened, self.principal, topics)
+        runtime.drain.opened(subscriber)
         try:
             retry = config["RETRY_MS"] + random.randint(0, config["RETRY_JITTER_MS"])
             opening = [sse.frame(retry=retry)]
@@ -228,6 +230,10 @@ class Stream:
             while True:
                 woke = subscriber.wait(credential.wait_at_most(heartbeat))
                 ended = credential.ended(subscriber)
+                if let_go(ended):
+                    # This worker stops or sheds streams: the client resumes on another.
+                    yield runtime.drain.farewell(self.cursor)
+                    return
                 if ended is not None:
                     # Nothing more for this credential; the client signs in again and resumes.
                     yield _auth_expired_frame(ended, self.cursor)
@@ -262,6 +268,7 @@ class Stream:
                     yield sse.heartbeat(self.cursor)
         finally:
             runtime.presence.closed(presence)
+            runtime.drain.closed(subscriber)
             credential.unwatch(subscriber)
             hub.remove(subscriber)
             subscriber.close()
@@ -299,6 +306,9 @@ def poll(
     try:
         while True:
             ended = credential.ended(waiter)
+            if let_go(ended):
+                # This worker stops: answer now, the client polls again from the cursor.
+                return {"events": [], "cursor": cursor, "more": False}
             if ended is not None:
                 raise ApiError(
                     401,

@@ -16,10 +16,12 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Session
 
 from . import ids, schema, writes
+from .balance import Balancer, Rule
 from .bus import Bus
 from .cache import ReadCache
 from .capture import Capture
 from .credentials import Credentials
+from .drain import Drain
 from .hub import Hub
 from .idempotency import IdempotencyStore
 from .latency import Latencies
@@ -122,6 +124,15 @@ class FeedRuntime:
             app.app_context,
             lease_seconds=config["PRESENCE_LEASE_SECONDS"],
         )
+        self.drain = Drain(self.hub, config["DRAIN_SECONDS"], self.metrics.shed)
+        self.balancer = Balancer(
+            self.redis,
+            config["FEED_CHANNEL"] + ":streams",
+            self.drain,
+            Rule(config["BALANCE_TOLERANCE"], config["BALANCE_SLACK"], config["BALANCE_STEP"]),
+            config["BALANCE_SECONDS"],
+            self.metrics.balanced,
+        )
         self.retention = Retention(app, self.log, self.idempotency, self.transactions)
         self.monitor = Monitor(self)
         self.started = False
@@ -184,6 +195,8 @@ class FeedRuntime:
             gevent.spawn(self.monitor.run),
             gevent.spawn(self.presence.run),
         ]
+        if self.config["BALANCE_SECONDS"] > 0:
+            self._greenlets.append(gevent.spawn(self.balancer.run))
 
     def stop(self) -> None:
         """Stop background work."""

@@ -68,6 +68,7 @@ def read_counters(samples: dict) -> dict:
         "slow_consumer_conflations": _total(
             samples, "tidings_slow_consumer_actions_total", action="conflate"
         ),
+        "streams_shed": _total(samples, "tidings_streams_shed_total"),
     }
 
 
@@ -191,6 +192,7 @@ def figures(runtime, *, with_history: bool = True) -> dict:
             "ttl_seconds": config["CACHE_TTL_SECONDS"],
         },
         "connections": connections | {"total": sum(connections.values())},
+        "balance": _balance(runtime, samples),
         "rates": {
             "events_per_second": _rate(counters, recent, now, "events_appended"),
             "deliveries_per_second": _rate(counters, recent, now, "events_delivered"),
@@ -233,6 +235,16 @@ def figures(runtime, *, with_history: bool = True) -> dict:
     if with_history:
         result["history"] = [p["point"] for p in points] + [result["point"]]
     return result
+
+
+def _balance(runtime, samples: dict) -> dict | None:
+    """Return the streams of every worker sharing Redis as this worker last saw them, with
+    what this node let go; None before its first round (or while Redis is down)."""
+    view = runtime.balancer.view
+    if view is None:
+        return None
+    shed = _by_label(samples, "tidings_streams_shed_total", "reason")
+    return view.describe() | {"shed": {reason: int(n) for reason, n in shed.items()}}
 
 
 def _point(result: dict, now: float) -> dict:

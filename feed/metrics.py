@@ -21,6 +21,7 @@ from prometheus_client.samples import Sample
 from .log import Event
 
 if TYPE_CHECKING:
+    from .balance import View
     from .cache import ReadCache
     from .hub import Hub
     from .latency import Latencies
@@ -140,6 +141,24 @@ class FeedMetrics:
             "1 while every worker counts rate limits in Redis, 0 while one counts its own.",
             "livemin",
         )
+        self.shed_streams = counter(
+            "tidings_streams_shed",
+            "Streams and long polls let go to reconnect elsewhere, by reason.",
+            ("reason",),
+        )
+        self.worker_streams = gauge(
+            "tidings_worker_streams", "Open streams of each worker, as it last recorded.", "liveall"
+        )
+        self.balance_workers = gauge(
+            "tidings_balance_workers",
+            "Live workers over every node sharing Redis (0 while unknown).",
+            "livemax",
+        )
+        self.balance_streams = gauge(
+            "tidings_balance_streams", "Open streams over every node sharing Redis.", "livemax"
+        )
+        for reason in ("draining", "rebalance"):
+            self.shed_streams.labels(reason)
         for transport in ("sse", "longpoll"):
             self.connections.labels(transport)
             self.reconnects.labels(transport)
@@ -181,6 +200,20 @@ class FeedMetrics:
     def limits_shared(self, shared: bool) -> None:
         """Record whether this worker counts rate limits in Redis or in its own memory."""
         self.rate_limits_shared.set(1 if shared else 0)
+
+    def shed(self, reason: str, count: int) -> None:
+        """Count streams let go to reconnect elsewhere."""
+        if self.enabled:
+            self.shed_streams.labels(reason).inc(count)
+
+    def balanced(self, view: "View | None") -> None:
+        """Record what a rebalancing round saw (None: Redis did not answer)."""
+        if not self.enabled:
+            return
+        counts = view.by_worker.values() if view is not None else ()
+        self.worker_streams.set(view.mine if view is not None else 0)
+        self.balance_workers.set(len(counts))
+        self.balance_streams.set(sum(counts))
 
     def request_done(self, route: str, method: str, status: int, seconds: float | None) -> None:
         """Count a request; time it unless it was a stream or a long poll."""

@@ -81,6 +81,8 @@ class TidingsServer:
             "PORT": str(self.port),
             "WEB_CONCURRENCY": str(workers),
             "GRACEFUL_TIMEOUT": "1",
+            # No shedding between workers unless a test asks for it: its streams stay put.
+            "BALANCE_SECONDS": "0",
             "LOG_LEVEL": "WARNING",
             **GENEROUS_LIMITS,
             **env,
@@ -151,6 +153,18 @@ class TidingsServer:
                 self.process.wait()
         self.process = None
         self.log.close()
+
+    def terminate(self, timeout: float = 15.0) -> tuple[float, str]:
+        """Stop gunicorn with SIGTERM, as a service manager does; return the seconds it took
+        to exit and what it wrote."""
+        started = time.monotonic()
+        os.kill(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+        took = time.monotonic() - started
+        output = self.output()
+        self.process = None
+        self.log.close()
+        return took, output
 
     def output(self) -> str:
         """Return what gunicorn wrote to stderr so far."""

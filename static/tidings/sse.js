@@ -1,11 +1,11 @@
 /** The `text/event-stream` wire format, read incrementally. */
 
-/** Split a `text/event-stream` body into blocks, calling `onBlock({event, data, id})`. */
+/** Split a `text/event-stream` body into blocks, calling `onBlock({event, data, id, retry})`. */
 export class SseParser {
   constructor(onBlock) {
     this.onBlock = onBlock;
     this.buffer = "";
-    this.block = { event: "", data: null, id: null };
+    this.block = { event: "", data: null, id: null, retry: null };
   }
 
   push(text) {
@@ -20,8 +20,8 @@ export class SseParser {
   line(line) {
     if (line === "" || line === "\r") {
       const block = this.block;
-      this.block = { event: "", data: null, id: null };
-      if (block.data !== null || block.id !== null) this.onBlock(block);
+      this.block = { event: "", data: null, id: null, retry: null };
+      if (block.data !== null || block.id !== null || block.retry !== null) this.onBlock(block);
       return;
     }
     if (line.startsWith(":")) return;
@@ -32,5 +32,6 @@ export class SseParser {
     if (field === "event") this.block.event = value;
     else if (field === "data") this.block.data = this.block.data === null ? value : `${this.block.data}\n${value}`;
     else if (field === "id") this.block.id = value;
+    else if (field === "retry" && /^\d+$/.test(value)) this.block.retry = Number(value);
   }
 }

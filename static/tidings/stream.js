@@ -11,8 +11,10 @@ const READY_TIMEOUT_MS = 10_000;
  * `on.cursor(cursor)`. Return `{ready, done, close(reason), buffered, signedOut}`: `ready`
  * settles on `event: ready` or failure, `done` when the stream ends, `buffered` tells whether
  * it failed for want of a `ready` in time, `signedOut` is the reason its credential ended
- * (`auth-expired`'s `expired|revoked|logged_out`, or `unauthenticated` for a 401), and
- * `retryAfter` the wait in ms a refusal's Retry-After asks for (429, 503).
+ * (`auth-expired`'s `expired|revoked|logged_out`, or `unauthenticated` for a 401),
+ * `retryAfter` the wait in ms a refusal's Retry-After asks for (429, 503), and `retryMs` the
+ * wait a `retry:` after `ready` asks for: the server let the stream go (it stops, or sheds
+ * streams to other nodes) and spreads its clients' returns.
  * No bytes for 2.5 heartbeats ends it.
  */
 export function openStream(url, heartbeatMs, on) {
@@ -31,7 +33,7 @@ export function openStream(url, heartbeatMs, on) {
   const done = new Promise((resolve) => {
     finish = resolve;
   });
-  const handle = { ready, done, close: (reason) => end(reason), buffered: false, signedOut: null, retryAfter: null };
+  const handle = { ready, done, close: (reason) => end(reason), buffered: false, signedOut: null, retryAfter: null, retryMs: null };
   const end = (reason) => {
     if (ended) return;
     ended = true;
@@ -51,6 +53,7 @@ export function openStream(url, heartbeatMs, on) {
   };
   const parser = new SseParser((block) => {
     if (ended) return;
+    if (block.retry !== null && isReady) handle.retryMs = block.retry;
     if (block.event === "change") on.change(JSON.parse(block.data));
     else if (block.event === "reset") on.reset(JSON.parse(block.data));
     else if (block.event === "auth-expired") {

@@ -132,7 +132,8 @@ export class Transport {
       }
       // Not live while waiting out the backoff: the stream is already gone.
       sink.setState("reconnecting", null);
-      await this.sleep(backoff(attempt++));
+      // A stream the server let go comes back when it asked, to whichever node takes it.
+      await this.sleep(stream.retryMs ?? backoff(attempt++));
     }
   }
 

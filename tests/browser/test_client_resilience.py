@@ -4,6 +4,8 @@ page misbehaves: an expired or foreign cursor (reset), a stream that stops deliv
 with every event received once."""
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -292,3 +294,43 @@ def test_a_hidden_tab_closes_its_stream_and_resumes_from_its_cursor(dashboard, c
     assert page.evaluate("seen") == log_ids(dashboard.url, start)
     assert page.evaluate("resets") == []
     wait_for(lambda: open_streams(dashboard.url) == 1, 10, "the server to count one stream")
+
+
+DRAIN_SECONDS = 1.5
+
+
+def test_a_stream_let_go_by_a_reloaded_server_comes_back_after_its_retry(
+    seeded, start_server, context
+):
+    server = start_server(
+        workers=1, HEARTBEAT_SECONDS=str(HEARTBEAT_SECONDS), DRAIN_SECONDS=str(DRAIN_SECONDS)
+    )
+    page = open_client(context, server.url)
+    # The parser hands the client a `retry:` with the block that carries it.
+    block = page.evaluate(
+        """async () => {
+             const { SseParser } = await import("/static/tidings.js");
+             let seen = null;
+             new SseParser((block) => { seen = block; }).push("retry: 1234\\nid: 7\\n\\n");
+             return seen;
+           }"""
+    )
+    assert block == {"event": "", "data": None, "id": "7", "retry": 1234}
+    start = page.evaluate("tidings.cursor")
+    sale(server.url, bread_id=1, quantity=1, by="before-reload")
+    wait_agrees(page, server.url)
+
+    [old_worker] = server.worker_pids()
+    reloaded_at = page.evaluate("performance.now()")
+    os.kill(server.process.pid, signal.SIGHUP)
+    wait_state(page, "reconnecting")
+    wait_state(page, "live")
+    changes_ = states_since(page, reloaded_at)
+    assert [state for state, _ in changes_] == ["reconnecting", "live"]
+    assert changes_[1][1] - changes_[0][1] <= DRAIN_SECONDS * 1000 + STALE_SLACK_MS
+    wait_for(lambda: old_worker not in server.worker_pids(), 10, "the old worker to exit")
+
+    sale(server.url, bread_id=2, quantity=1, by="after-reload")
+    wait_agrees(page, server.url)
+    assert page.evaluate("seen") == log_ids(server.url, start)
+    assert page.evaluate("resets") == []

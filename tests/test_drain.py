@@ -1,0 +1,166 @@
+"""A stopped or reloaded server drains: readiness fails, streams end with a jittered `retry:`,
+long polls and writes in flight are answered, and clients resume elsewhere losing nothing."""
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+
+import orjson
+
+from .delivery_tools import Writer, changes, create_bread_types, finish, head, ids, wait_for
+from .roamer import Roamer
+from .servers import http
+
+QUERIES = (
+    "topics=sales_logs,production_logs,shift_feedback,bread_types",
+    "topics=sales_logs&sales_logs.shift=eq.night",
+    "topics=production_logs&production_logs.select=id,quantity",
+)
+DRAIN_SECONDS = 2
+READINESS_DRAINING = {
+    "status": "draining",
+    "error": "draining",
+    "message": "This server is shutting down; send requests to another.",
+    "details": {},
+}
+GRACEFUL_TIMEOUT = 3
+
+
+def slow_write(url: str) -> tuple[socket.socket, bytes]:
+    """Start a POST whose body is still to come: the write is in flight until it is sent."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    body = orjson.dumps({"shift": "night", "note": "in flight", "mood": 3})
+    head = (
+        f"POST /api/shift_feedback HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: {http(url).headers['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    return sock, body
+
+
+def answer_of(sock: socket.socket) -> tuple[int, dict]:
+    """Read a whole HTTP response from a socket the server closes after it."""
+    data = b""
+    with sock:
+        while chunk := sock.recv(65536):
+            data += chunk
+    status, _, body = data.partition(b"\r\n\r\n")
+    return int(status.split()[1]), orjson.loads(body)
+
+
+def long_poll(url: str, cursor: int, answers: list) -> None:
+    """Wait up to 20 s for an event that never comes; note the answer and when it came."""
+    response = http(url).get(
+        f"{url}/api/changes",
+        params={
+            "topics": "bread_types",
+            "bread_types.name": f"eq.{uuid.uuid4()}",
+            "cursor": cursor,
+            "wait": 20,
+        },
+        timeout=30,
+    )
+    answers.append((time.monotonic(), response.status_code, response.json()))
+
+
+def test_sigterm_drains_streams_polls_and_writes_and_clients_resume_losing_nothing(start_server):
+    settings = {
+        "GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
+        "DRAIN_SECONDS": str(DRAIN_SECONDS),
+        "HEARTBEAT_SECONDS": "1",
+    }
+    node = start_server(workers=2, **settings)
+    bread_types = create_bread_types(node.url)
+    start = head(node.url)
+    deadline = time.monotonic() + 45
+    serving = {"url": node.url}
+    roamers = [Roamer(lambda: serving["url"], QUERIES[n % 3], start, deadline) for n in range(30)]
+    for roamer in roamers:
+        roamer.start()
+    wait_for(lambda: all(r.ready.is_set() for r in roamers), 15, "the streams to be ready")
+    writer = Writer(node.url, bread_types, seed=1)
+    stop_writing = threading.Event()
+
+    def write() -> None:
+        while not stop_writing.is_set():
+            try:
+                writer.step()
+            except OSError:
+                return
+
+    writing = threading.Thread(target=write, daemon=True)
+    writing.start()
+    wait_for(lambda: len(writer.written) >= 20, 20, "20 acknowledged writes")
+    poll_answers: list = []
+    poller = threading.Thread(target=long_poll, args=(node.url, head(node.url), poll_answers))
+    poller.start()
+    in_flight, body = slow_write(node.url)
+    # A readiness request whose headers end only once the drain has begun.
+    probe = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+    probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: tidings\r\n")
+    time.sleep(0.3)
+
+    serving["url"] = None
+    stopped = threading.Event()
+    exit_seconds = []
+    stopper = threading.Thread(
+        target=lambda: (exit_seconds.append(node.terminate()), stopped.set()), daemon=True
+    )
+    sigterm_at = time.monotonic()
+    stopper.start()
+    wait_for(lambda: all(r.ends for r in roamers), 5, "every stream to end")
+    probe.sendall(b"\r\n")
+    assert answer_of(probe) == (503, READINESS_DRAINING)
+    in_flight.sendall(body)
+    status, written = answer_of(in_flight)
+    assert status == 201, written
+    poller.join(timeout=5)
+    stopped.wait(15)
+    stop_writing.set()
+    writing.join(timeout=10)
+    took, output = exit_seconds[0]
+    assert took < GRACEFUL_TIMEOUT - 0.5, f"{took:.2f} s to exit\n{output}"
+    assert "graceful timeout" not in output, output
+
+    [(answered_at, poll_status, poll_body)] = poll_answers
+    assert poll_status == 200 and poll_body["events"] == [] and poll_body["cursor"] >= start
+    assert answered_at - sigterm_at < 1.5
+    for roamer in roamers:
+        [end] = roamer.ends
+        assert end.clean, "a stream was cut instead of ended"
+        assert 0 <= end.retry <= DRAIN_SECONDS * 1000
+        assert end.at - sigterm_at < 1.5
+    assert len({r.ends[0].retry for r in roamers}) > 10, "retries are not spread"
+
+    # A fresh server on the same database and Redis takes every client back.
+    fresh = start_server(workers=1, **settings)
+    serving["url"] = fresh.url
+    acknowledged = {w.event for w in writer.written} | {written["event"]}
+    everything = ids(changes(fresh.url, QUERIES[0], start))
+    assert acknowledged <= set(everything)
+    finish(fresh.url, roamers, start, deadline)
+
+
+def test_a_reload_drains_the_old_workers_streams_to_the_new_ones(start_server):
+    node = start_server(workers=1, DRAIN_SECONDS="1", HEARTBEAT_SECONDS="1", GRACEFUL_TIMEOUT="3")
+    bread_types = create_bread_types(node.url)
+    start = head(node.url)
+    deadline = time.monotonic() + 30
+    roamers = [Roamer(lambda: node.url, QUERIES[n % 3], start, deadline) for n in range(10)]
+    for roamer in roamers:
+        roamer.start()
+    wait_for(lambda: all(r.ready.is_set() for r in roamers), 15, "the streams to be ready")
+    [old] = node.worker_pids()
+    os.kill(node.process.pid, signal.SIGHUP)
+    wait_for(lambda: all(r.ends for r in roamers), 10, "every stream to end")
+    assert all(r.ends[0].clean and r.ends[0].retry <= 1000 for r in roamers)
+    wait_for(lambda: node.worker_pids() and old not in node.worker_pids(), 10, "the new worker")
+    writer = Writer(node.url, bread_types, seed=2)
+    writer.run(30)
+    finish(node.url, roamers, start, deadline)
+    assert "graceful timeout" not in node.output()

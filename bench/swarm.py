@@ -17,13 +17,20 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from tests.servers import server_at
+from .server import admin_token
 
-# The environment variable that hands the swarm process the server's admin token.
+# The environment variable that hands the swarm process the server's admin token (a peer
+# server has none: then the streams send no Authorization).
 TOKEN_VARIABLE = "TIDINGS_BENCH_TOKEN"
 
-# One change frame: its id, and the send time the publisher put into the event's data.
-CHANGE = re.compile(rb'id: (\d+)\nevent: change\ndata: [^\n]*?"(?:sent|note)":"([0-9.]+)"')
+# One change frame: its id, and the send time the publisher put into the event's data. Tidings
+# and the ceiling write `id: ` first; flask-sse writes `event:`, `data:`, then `id:`, without
+# spaces, and its JSON with a space after each colon.
+CHANGE = re.compile(
+    rb'(?:id: ?(\d+)\n)?event: ?change\ndata: ?[^\n]*?"(?:sent|note)": ?"([0-9.]+)"[^\n]*\n'
+    rb"(?:id: ?(\d+)\n)?"
+)
+READY = re.compile(rb"event: ?ready\n")
 # Connections are spread over this many loopback source addresses, so ports never run out.
 SOURCE_ADDRESSES = 16
 # Streams whose handshake is in flight at once (stays under gunicorn's listen backlog).
@@ -67,9 +74,9 @@ def _cpu() -> float:
 
 
 class Subscriber(asyncio.Protocol):
-    """One SSE stream. The body is HTTP/1.1 chunked, and each chunk holds whole SSE blocks
-    (the server writes whole frames), so chunk markers only ever sit between blocks and the
-    frame pattern can be matched on the raw bytes without de-chunking."""
+    """One SSE stream. The body is HTTP/1.1 chunked (or close-delimited), and each chunk holds
+    whole SSE blocks (the server writes whole frames), so chunk markers only ever sit between
+    blocks and the frame pattern can be matched on the raw bytes without de-chunking."""
 
     def __init__(self, swarm: "Swarm", request: bytes):
         self.swarm = swarm
@@ -100,14 +107,14 @@ class Subscriber(asyncio.Protocol):
                 self.ready.set_exception(RuntimeError(data[:200].decode(errors="replace")))
                 return
             self.answered = True
-            if b"event: ready" in data:
+            if READY.search(data):
                 self.ready.set_result(None)
         window = self.swarm.window
         latencies = window.latencies
         last = self.last_id
         n = 0
         for match in CHANGE.finditer(data, 0, end):
-            event_id = int(match[1])
+            event_id = int(match[1] or match[3])
             # Ids are global: other topics' events leave holes, but never a step back.
             if event_id <= last:
                 window.out_of_order += 1
@@ -136,9 +143,11 @@ class Swarm:
     def __init__(self, url: str, path: str):
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
+        token = os.environ.get(TOKEN_VARIABLE)
+        authorization = f"Authorization: Bearer {token}\r\n" if token else ""
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
-            f"Authorization: Bearer {os.environ[TOKEN_VARIABLE]}\r\n\r\n"
+            f"{authorization}\r\n"
         ).encode()
         self.streams: list[Subscriber] = []
         self.window = Window()
@@ -223,9 +232,12 @@ class SwarmProcess:
 
     def __init__(self, url: str, path: str, count: int):
         # The token goes through the environment: a command line is anyone's to read.
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_VARIABLE}
+        if token := admin_token(url):
+            env[TOKEN_VARIABLE] = token
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.swarm", url, path, str(count)],
-            env={**os.environ, TOKEN_VARIABLE: server_at(url).token},
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

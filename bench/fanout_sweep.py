@@ -1,0 +1,143 @@
+"""The fan-out sweep: Tidings beside the asyncio ceiling and flask-sse, in the same run.
+
+Each server runs pinned to core 0 (Tidings and flask-sse: one gevent worker; the ceiling: one
+process); the swarms, the publisher and the Redis servers share core 1. Rate by rate, each
+server in turn gets the same step; a server leaves the sweep after two failing steps.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from feed.embedded import EmbeddedRedis
+from tests.servers import free_port
+
+from .peers import Ceiling, FlaskSse, pin
+from .publisher import EVENT_BYTES, bench_event, send_paced
+from .server import BenchServer
+from .step import healthy, measure, print_step
+from .swarm import SwarmProcess
+
+RATES = (25, 50, 75, 100, 125, 150, 175, 200)
+P99_MS = 50
+SERVER_CORE, LOAD_CORE = 0, 1
+TARGET_DELIVERIES = 135_000
+TARGET_SHARE_OF_CEILING = 0.9
+TIDINGS_STREAM = "/stream?topics=bench"
+# The rate whose p99 is reported for every server.
+REFERENCE_RATE = 100
+
+
+def _tidings(stack: contextlib.ExitStack, env: dict) -> BenchServer:
+    server = stack.enter_context(BenchServer(workers=1, **env))
+    for pid in (server.server.process.pid, *server.worker_pids()):
+        pin(pid, SERVER_CORE)
+    return server
+
+
+def _summary(steps: list[dict], streams: int) -> dict:
+    good = [s for s in steps if healthy(s, streams, P99_MS)]
+    best = max(good, key=lambda s: s["received"]["deliveries_per_second"], default=None)
+    reference = next((s for s in steps if s["rate"] == REFERENCE_RATE), None)
+    return {
+        "best_rate": best["rate"] if best else None,
+        "best_deliveries_per_second": best["received"]["deliveries_per_second"] if best else 0,
+        "best_p99_ms": best["received"]["latency_ms"]["p99"] if best else None,
+        f"p99_ms_at_{REFERENCE_RATE}": reference["received"]["latency_ms"]["p99"]
+        if reference
+        else None,
+        f"deliveries_per_second_at_{REFERENCE_RATE}": reference["received"]["deliveries_per_second"]
+        if reference
+        else None,
+        "steps": steps,
+    }
+
+
+def fanout_sweep(
+    streams: int = 1000, rates: tuple[int, ...] = RATES, seconds: float = 8, **env: str
+) -> dict:
+    """Deliveries per second with every event delivered once, in order, p99 <= 50 ms."""
+    print(
+        f"fanout_sweep: {streams} SSE streams per server, {EVENT_BYTES}-byte event data via POST "
+        f"/api/publish, {seconds:g} s per step; servers on core {SERVER_CORE}, swarms, publisher "
+        f"and Redis on core {LOAD_CORE}; load average {os.getloadavg()[0]:.2f}"
+    )
+    load_before = os.getloadavg()
+    cores = os.sched_getaffinity(0)
+    # Everything started from here on runs on the load core unless pinned elsewhere.
+    os.sched_setaffinity(0, {LOAD_CORE})
+    steps: dict[str, list[dict]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            directory = Path(tempfile.mkdtemp(prefix="tidings-sweep-"))
+            stack.callback(shutil.rmtree, directory, ignore_errors=True)
+            peer_redis = EmbeddedRedis(directory, port=free_port())
+            peer_redis.start()
+            stack.callback(peer_redis.stop)
+            servers = {
+                "ceiling": stack.enter_context(Ceiling(peer_redis.url, SERVER_CORE)),
+                "tidings": _tidings(stack, env),
+                "flask-sse": stack.enter_context(FlaskSse(peer_redis.url, SERVER_CORE)),
+            }
+            swarms = {}
+            for name, server in servers.items():
+                # The peers know their own stream path and how a stream learns it is ready.
+                path = getattr(server, "stream_path", TIDINGS_STREAM)
+                with getattr(server, "readiness", contextlib.nullcontext)():
+                    swarm = stack.enter_context(SwarmProcess(server.url, path, streams))
+                print(f"  {name}: opened {swarm.opened}")
+                send_paced(server.url, "/api/publish", bench_event, rate=50, count=20)
+                swarm.report(20, timeout=30)
+                swarms[name] = swarm
+                steps[name] = []
+            failures = dict.fromkeys(servers, 0)
+            for rate in rates:
+                for name, server in servers.items():
+                    if failures[name] >= 2:
+                        continue
+                    step = measure(server, swarms[name], "/api/publish", bench_event, rate, seconds)
+                    step["healthy"] = healthy(step, streams, P99_MS)
+                    failures[name] += not step["healthy"]
+                    print(f"  {name:>9}", end="")
+                    print_step(step, streams)
+                    steps[name].append(step)
+    finally:
+        os.sched_setaffinity(0, cores)
+    results = {name: _summary(s, streams) for name, s in steps.items()}
+    best = {name: r["best_deliveries_per_second"] for name, r in results.items()}
+    of_ceiling = round(best["tidings"] / best["ceiling"], 3) if best["ceiling"] else None
+    of_flask_sse = round(best["tidings"] / best["flask-sse"], 2) if best["flask-sse"] else None
+    for name, r in results.items():
+        print(
+            f"  {name:>9}: best {r['best_deliveries_per_second']:,} deliveries/s at "
+            f"{r['best_rate']} events/s (p99 {r['best_p99_ms']} ms); at {REFERENCE_RATE} events/s "
+            f"p99 {r[f'p99_ms_at_{REFERENCE_RATE}']} ms"
+        )
+    print(f"  Tidings / ceiling {of_ceiling}, Tidings / flask-sse {of_flask_sse}")
+    return {
+        "config": {
+            "streams": streams,
+            "event_data_bytes": EVENT_BYTES,
+            "seconds_per_step": seconds,
+            "rates": list(rates),
+            "p99_ms": P99_MS,
+            "server_core": SERVER_CORE,
+            "load_core": LOAD_CORE,
+            "tidings_workers": 1,
+            "flask_sse_workers": 1,
+            **env,
+        },
+        "load_average_before": load_before,
+        "servers": results,
+        "tidings_of_ceiling": of_ceiling,
+        "tidings_of_flask_sse": of_flask_sse,
+        "target": {
+            "deliveries_per_second": TARGET_DELIVERIES,
+            "of_ceiling": TARGET_SHARE_OF_CEILING,
+            "p99_ms": P99_MS,
+        },
+        "met": best["tidings"] >= TARGET_DELIVERIES
+        and (of_ceiling or 0) >= TARGET_SHARE_OF_CEILING,
+    }

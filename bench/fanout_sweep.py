@@ -2,13 +2,15 @@
 
 Each server runs pinned to core 0 (Tidings and flask-sse: one gevent worker; the ceiling: one
 process); the swarms, the publisher and the Redis servers share core 1. Rate by rate, each
-server in turn gets the same step; a server leaves the sweep after two failing steps.
+server in turn gets the same step; a server leaves the sweep after two failing steps in a
+row, and the next step waits until the last one's server is idle again.
 """
 
 import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from feed.embedded import EmbeddedRedis
@@ -16,11 +18,11 @@ from tests.servers import free_port
 
 from .peers import Ceiling, FlaskSse, pin
 from .publisher import EVENT_BYTES, bench_event, send_paced
-from .server import BenchServer
+from .server import BenchServer, cpu_seconds
 from .step import healthy, measure, print_step
 from .swarm import SwarmProcess
 
-RATES = (25, 50, 75, 100, 125, 150, 175, 200)
+RATES = (5, 10, 25, 50, 75, 100, 125, 150, 175, 200)
 P99_MS = 50
 SERVER_CORE, LOAD_CORE = 0, 1
 TARGET_DELIVERIES = 135_000
@@ -35,6 +37,18 @@ def _tidings(stack: contextlib.ExitStack, env: dict) -> BenchServer:
     for pid in (server.server.process.pid, *server.worker_pids()):
         pin(pid, SERVER_CORE)
     return server
+
+
+def _settle(server, limit: float = 60) -> None:
+    """Wait until the server's workers use under a tenth of a core, so a backlog left by a
+    failing step does not take the shared core from the next server's step."""
+    deadline = time.monotonic() + limit
+    pids = server.worker_pids()
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(0.5)
+        if sum(cpu_seconds(pid) for pid in pids) - before < 0.05:
+            return
 
 
 def _summary(steps: list[dict], streams: int) -> dict:
@@ -99,10 +113,11 @@ def fanout_sweep(
                         continue
                     step = measure(server, swarms[name], "/api/publish", bench_event, rate, seconds)
                     step["healthy"] = healthy(step, streams, P99_MS)
-                    failures[name] += not step["healthy"]
+                    failures[name] = 0 if step["healthy"] else failures[name] + 1
                     print(f"  {name:>9}", end="")
                     print_step(step, streams)
                     steps[name].append(step)
+                    _settle(server)
     finally:
         os.sched_setaffinity(0, cores)
     results = {name: _summary(s, streams) for name, s in steps.items()}

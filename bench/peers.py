@@ -137,13 +137,14 @@ class FlaskSse(PeerServer):
 
     @contextlib.contextmanager
     def readiness(self) -> Iterator[None]:
-        # flask-sse sends nothing until the first event: a `ready` event every 20 ms, in its
-        # own Redis message format, shows each new stream that it is subscribed.
+        # flask-sse sends nothing until the first event: a `ready` event twice a second, in its
+        # own Redis message format, shows each new stream that it is subscribed (more often,
+        # 1,000 open streams would spend the worker on ready events).
         client = redis.Redis.from_url(self.redis_url)
         stop = threading.Event()
 
         def tick() -> None:
-            while not stop.wait(0.02):
+            while not stop.wait(0.5):
                 client.publish("sse", '{"data": {}, "type": "ready"}')
 
         ticker = threading.Thread(target=tick)

@@ -2,8 +2,11 @@
 
 Each server runs pinned to core 0 (Tidings and flask-sse: one gevent worker; the ceiling: one
 process); the swarms, the publisher and the Redis servers share core 1. Rate by rate, each
-server in turn gets the same step; a server leaves the sweep after two failing steps in a
-row, and the next step waits until the last one's server is idle again.
+server in turn gets the same step, and the next step waits until the last one's server is idle
+again. The headline is the best step with every event delivered once, in order, p99 <= 50 ms;
+a server leaves the sweep only after two steps in a row that do not even keep up (p99 over a
+second, or events missing): on a busy shared machine every server misses 50 ms at any rate,
+and the sweep still shows how far each one goes.
 """
 
 import contextlib
@@ -24,6 +27,8 @@ from .swarm import SwarmProcess
 
 RATES = (5, 10, 25, 50, 75, 100, 125, 150, 175, 200)
 P99_MS = 50
+# A server whose p99 passes this no longer keeps up with the rate.
+KEEPING_UP_P99_MS = 1000
 SERVER_CORE, LOAD_CORE = 0, 1
 TARGET_DELIVERIES = 135_000
 TARGET_SHARE_OF_CEILING = 0.9
@@ -51,18 +56,26 @@ def _settle(server, limit: float = 60) -> None:
             return
 
 
-def _summary(steps: list[dict], streams: int) -> dict:
-    good = [s for s in steps if healthy(s, streams, P99_MS)]
+def _best(steps: list[dict], streams: int, p99_ms: float, label: str) -> dict:
+    """Return the rate, deliveries/s and p99 of the fastest step that held `p99_ms`."""
+    good = [s for s in steps if healthy(s, streams, p99_ms)]
     best = max(good, key=lambda s: s["received"]["deliveries_per_second"], default=None)
-    reference = next((s for s in steps if s["rate"] == REFERENCE_RATE), None)
+    received = best["received"] if best else {"deliveries_per_second": 0, "latency_ms": {}}
     return {
-        "best_rate": best["rate"] if best else None,
-        "best_deliveries_per_second": best["received"]["deliveries_per_second"] if best else 0,
-        "best_p99_ms": best["received"]["latency_ms"]["p99"] if best else None,
-        f"p99_ms_at_{REFERENCE_RATE}": reference["received"]["latency_ms"]["p99"]
-        if reference
-        else None,
-        f"deliveries_per_second_at_{REFERENCE_RATE}": reference["received"]["deliveries_per_second"]
+        f"{label}_rate": best["rate"] if best else None,
+        f"{label}_deliveries_per_second": received["deliveries_per_second"],
+        f"{label}_p99_ms": received["latency_ms"].get("p99"),
+    }
+
+
+def _summary(steps: list[dict], streams: int) -> dict:
+    """Return a server's best healthy step and its figures at the reference rate."""
+    reference = next((s["received"] for s in steps if s["rate"] == REFERENCE_RATE), None)
+    return {
+        **_best(steps, streams, P99_MS, "best"),
+        **_best(steps, streams, KEEPING_UP_P99_MS, "keeping_up"),
+        f"p99_ms_at_{REFERENCE_RATE}": reference["latency_ms"]["p99"] if reference else None,
+        f"deliveries_per_second_at_{REFERENCE_RATE}": reference["deliveries_per_second"]
         if reference
         else None,
         "steps": steps,
@@ -113,7 +126,8 @@ def fanout_sweep(
                         continue
                     step = measure(server, swarms[name], "/api/publish", bench_event, rate, seconds)
                     step["healthy"] = healthy(step, streams, P99_MS)
-                    failures[name] = 0 if step["healthy"] else failures[name] + 1
+                    keeping_up = healthy(step, streams, KEEPING_UP_P99_MS)
+                    failures[name] = 0 if keeping_up else failures[name] + 1
                     print(f"  {name:>9}", end="")
                     print_step(step, streams)
                     steps[name].append(step)
@@ -128,7 +142,10 @@ def fanout_sweep(
         print(
             f"  {name:>9}: best {r['best_deliveries_per_second']:,} deliveries/s at "
             f"{r['best_rate']} events/s (p99 {r['best_p99_ms']} ms); at {REFERENCE_RATE} events/s "
-            f"p99 {r[f'p99_ms_at_{REFERENCE_RATE}']} ms"
+            f"p99 {r[f'p99_ms_at_{REFERENCE_RATE}']} ms; keeping up (p99 <= {KEEPING_UP_P99_MS} "
+            "ms): "
+            f"{r['keeping_up_deliveries_per_second']:,}/s at {r['keeping_up_rate']} events/s "
+            f"(p99 {r['keeping_up_p99_ms']} ms)"
         )
     print(f"  Tidings / ceiling {of_ceiling}, Tidings / flask-sse {of_flask_sse}")
     return {
@@ -138,6 +155,7 @@ def fanout_sweep(
             "seconds_per_step": seconds,
             "rates": list(rates),
             "p99_ms": P99_MS,
+            "keeping_up_p99_ms": KEEPING_UP_P99_MS,
             "server_core": SERVER_CORE,
             "load_core": LOAD_CORE,
             "tidings_workers": 1,

@@ -50,15 +50,16 @@ def _machine(record: dict) -> str:
 
 def _steps(steps: list[dict]) -> list[str]:
     lines = [
-        "| events/s | deliveries/s | p50 ms | p99 ms | missed by the worst stream | out of order "
-        "| healthy |",
-        "|---:|---:|---:|---:|---:|---:|:---:|",
+        "| events/s | published/s | deliveries/s | p50 ms | p99 ms | missed by the worst stream "
+        "| out of order | healthy |",
+        "|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for step in steps:
         r = step["received"]
         verdict = {True: "yes", False: "no"}.get(step.get("healthy"), "–")
         lines.append(
-            f"| {step['rate']} | {r['deliveries_per_second']:,} | {r['latency_ms']['p50']} | "
+            f"| {step['rate']} | {step['writes']['achieved_per_second']} | "
+            f"{r['deliveries_per_second']:,} | {r['latency_ms']['p50']} | "
             f"{r['latency_ms']['p99']} | {step['events'] - r['per_stream_min']} "
             f"| {r['out_of_order_or_repeated']} | {verdict} |"
         )
@@ -95,7 +96,9 @@ def _sweep(record: dict) -> list[str]:
     lines += [
         "",
         f"Tidings / ceiling: **{record['tidings_of_ceiling']}** (target ≥ {target['of_ceiling']}); "
-        f"Tidings / flask-sse: **{record['tidings_of_flask_sse']}**; target "
+        f"Tidings / flask-sse: **{record['tidings_of_flask_sse']}**; keeping up, Tidings / "
+        f"ceiling {record.get('keeping_up_tidings_of_ceiling')} and Tidings / flask-sse "
+        f"{record.get('keeping_up_tidings_of_flask_sse')}; target "
         f"≥ {target['deliveries_per_second']:,} deliveries/s: "
         f"{'met' if record['met'] else 'not met'}. Load average before the sweep: "
         + ", ".join(f"{v:.2f}" for v in record["load_average_before"])

@@ -9,15 +9,18 @@ from .server import busy_cores, cpu_seconds
 TARGET_LATENCY_MS = 100
 
 
-def measure(server, swarm, path: str, body, rate: int, seconds: float) -> dict:
-    """Write at `rate` for `seconds` to a server (anything with `url` and `worker_pids()`);
-    return the publisher's, the swarm's and the workers' figures for that window."""
+def measure(
+    server, swarm, path: str, body, rate: int, seconds: float, connections: int = 4
+) -> dict:
+    """Write at `rate` for `seconds` from `connections` keep-alive connections to a server
+    (anything with `url` and `worker_pids()`); return the publisher's, the swarm's and the
+    workers' figures for that window."""
     count = int(rate * seconds)
     pids = server.worker_pids()
     cpu = [cpu_seconds(pid) for pid in pids]
     machine = busy_cores()
     started = time.monotonic()
-    writes = send_paced(server.url, path, body, rate=rate, count=count)
+    writes = send_paced(server.url, path, body, rate=rate, count=count, connections=connections)
     received = swarm.report(count, timeout=30)
     elapsed = time.monotonic() - started
     used = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]

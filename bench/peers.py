@@ -128,6 +128,9 @@ class FlaskSse(PeerServer):
         return [
             str(venv / "bin/gunicorn"), "-k", "gevent", "-w", "1",
             "--worker-connections", "10000", "--backlog", "4096", "--log-level", "warning",
+            # Tidings' own keep-alive: at 2 s, gunicorn's default, it closed the publisher's idle
+            # connections between slow-rate POSTs.
+            "--keep-alive", "5",
             "-b", f"127.0.0.1:{self.port}", "flask_sse_app:app",
         ]  # fmt: skip
 

@@ -3,7 +3,8 @@
 `python -m bench.ceiling PORT REDIS_URL` serves `GET /stream` (every published event, after an
 `event: ready`) and `POST /api/publish` (`{"data": ...}`: PUBLISHed with the next sequence id).
 One Redis subscription feeds every stream; each message becomes one SSE frame, formatted once
-and written to every connected transport. No auth, no filters, no replay, no back-pressure.
+and written to every connected transport, the frames that arrive together in one write (as
+Tidings batches them). No auth, no filters, no replay, no back-pressure.
 """
 
 import asyncio
@@ -30,6 +31,7 @@ class Feed:
         self.subscriber = redis.Redis.from_url(redis_url)
         self.streams: set[asyncio.Transport] = set()
         self.ids = itertools.count(1)
+        self.pending: list[bytes] = []
 
     async def publish(self, transport: asyncio.Transport, body: bytes) -> None:
         """PUBLISH the body's data with the next id, then answer 201."""
@@ -52,9 +54,17 @@ class Feed:
             if message["type"] != "message":
                 continue
             event_id, _, data = message["data"].partition(b" ")
-            frame = b"id: %s\nevent: change\ndata: %s\n\n" % (event_id, data)
-            for transport in self.streams:
-                transport.write(frame)
+            if not self.pending:
+                # Runs once the subscription has read what Redis has sent so far.
+                asyncio.get_running_loop().call_soon(self.flush)
+            self.pending.append(b"id: %s\nevent: change\ndata: %s\n\n" % (event_id, data))
+
+    def flush(self) -> None:
+        """Write the frames received since the last flush to every stream, in one write each."""
+        chunk = b"".join(self.pending)
+        self.pending.clear()
+        for transport in self.streams:
+            transport.write(chunk)
 
 
 class Connection(asyncio.Protocol):

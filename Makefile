@@ -38,8 +38,10 @@ test: $(BIN)/.dev services
 	$(BIN)/ruff format --check .
 	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)" $(BIN)/pytest
 
+# The scenarios write bench/results/*.json; the report sums them up in bench/RESULTS.md.
 bench: $(BIN)/.dev services
 	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)" $(BIN)/python -m bench
+	$(BIN)/python -m bench.report
 
 lint: $(BIN)/.dev
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tests.servers import bearer
+from .server import authorization
 
 # The event data of the throughput scenario is this many bytes of JSON.
 EVENT_BYTES = 100
@@ -37,7 +37,7 @@ def send_paced(
 ) -> dict:
     """POST `count` bodies at `rate` per second; the send time goes into each body."""
     parts = urlsplit(url)
-    headers = {"Content-Type": "application/json", **bearer(url)}
+    headers = {"Content-Type": "application/json", **authorization(url)}
     start = time.monotonic() + 0.05
     statuses: dict[int, int] = {}
     took: list[float] = []

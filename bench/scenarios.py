@@ -8,64 +8,14 @@ import time
 
 import requests
 
+from .fanout_sweep import fanout_sweep
 from .pollers import long_poll
 from .publisher import EVENT_BYTES, bench_event, feedback_row, send_paced
 from .scale import scale
-from .server import BenchServer, busy_cores, cpu_seconds, rss_bytes
+from .server import BenchServer, rss_bytes
 from .slow_clients import slow_clients
+from .step import TARGET_LATENCY_MS, healthy, measure, print_step
 from .swarm import SwarmProcess
-
-TARGET_LATENCY_MS = 100
-
-
-def _step(server: BenchServer, swarm: SwarmProcess, path: str, body, rate: int, seconds: float):
-    """Write at `rate` for `seconds`; return the publisher's, the swarm's and the workers'
-    figures for that window."""
-    count = int(rate * seconds)
-    pids = server.worker_pids()
-    cpu = [cpu_seconds(pid) for pid in pids]
-    machine = busy_cores()
-    started = time.monotonic()
-    writes = send_paced(server.url, path, body, rate=rate, count=count)
-    received = swarm.report(count, timeout=30)
-    elapsed = time.monotonic() - started
-    used = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu, strict=True)]
-    return {
-        "rate": rate,
-        "events": count,
-        "writes": writes,
-        "received": received,
-        "worker_cpu_share": [round(u / elapsed, 2) for u in used],
-        # Busy cores on the whole machine (of 2): the swarm, publisher, Redis and anyone else.
-        "machine_busy_cores": round((busy_cores() - machine) / elapsed, 2),
-        "worker_cpu_us_per_delivery": round(sum(used) / max(received["deliveries"], 1) * 1e6, 2),
-    }
-
-
-def _print_step(step: dict, streams: int) -> None:
-    r, writes = step["received"], step["writes"]
-    lat = r["latency_ms"]
-    print(
-        f"  {step['rate']:>4} events/s x {streams} streams: {r['deliveries_per_second']:>7,} "
-        f"deliveries/s  p50 {lat['p50']} ms  p99 {lat['p99']} ms  max {lat['max']} ms  "
-        f"missing {step['events'] * streams - r['deliveries']}  "
-        f"worker cpu {step['worker_cpu_share']} ({step['worker_cpu_us_per_delivery']} us per "
-        f"delivery)  machine busy {step['machine_busy_cores']} cores  "
-        f"swarm cpu {r['swarm_cpu_seconds']} s  "
-        f"writes {writes['statuses']} late<= {writes['max_late_ms']} ms"
-    )
-
-
-def _healthy(step: dict, streams: int) -> bool:
-    r = step["received"]
-    # Every stream got every event exactly once (counted, and ids never stepped back).
-    return (
-        r["per_stream_min"] == r["per_stream_max"] == step["events"]
-        and r["deliveries"] == step["events"] * streams
-        and r["out_of_order_or_repeated"] == 0
-        and r["latency_ms"]["p99"] is not None
-        and r["latency_ms"]["p99"] <= TARGET_LATENCY_MS
-    )
 
 
 def throughput(
@@ -88,10 +38,10 @@ def throughput(
             send_paced(server.url, "/api/publish", bench_event, rate=50, count=20)
             swarm.report(20, timeout=30)
             for rate in rates:
-                step = _step(server, swarm, "/api/publish", bench_event, rate, seconds)
-                _print_step(step, streams)
+                step = measure(server, swarm, "/api/publish", bench_event, rate, seconds)
+                print_step(step, streams)
                 steps.append(step)
-    good = [s for s in steps if _healthy(s, streams)]
+    good = [s for s in steps if healthy(s, streams)]
     best = max(good, key=lambda s: s["received"]["deliveries_per_second"], default=None)
     best_rate = best["received"]["deliveries_per_second"] if best else 0
     print(f"  best with every event delivered and p99 <= {TARGET_LATENCY_MS} ms: {best_rate:,}/s")
@@ -117,9 +67,9 @@ def commit_latency(
             print(f"  opened: {swarm.opened}")
             send_paced(server.url, "/api/shift_feedback", feedback_row, rate=50, count=20)
             swarm.report(20, timeout=30)
-            step = _step(server, swarm, "/api/shift_feedback", feedback_row, rate, seconds)
-            _print_step(step, streams)
-    met = _healthy(step, streams)
+            step = measure(server, swarm, "/api/shift_feedback", feedback_row, rate, seconds)
+            print_step(step, streams)
+    met = healthy(step, streams)
     return {
         "config": {"streams": streams, "workers": workers, "rate": rate, **env},
         "step": step,
@@ -290,4 +240,5 @@ SCENARIOS = {
     "slow_clients": slow_clients,
     "scale": scale,
     "long_poll": long_poll,
+    "fanout_sweep": fanout_sweep,
 }

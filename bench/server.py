@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from feed.embedded import EmbeddedRedis
-from tests.servers import TidingsServer, free_port
+from tests.servers import TidingsServer, free_port, server_at
 
 
 class BenchServer:
@@ -44,6 +44,20 @@ class BenchServer:
     def redis_client(self) -> redis.Redis:
         """Return a client of the server's valkey."""
         return redis.Redis.from_url(self.redis.url)
+
+
+def admin_token(url: str) -> str | None:
+    """Return the admin token of the Tidings server at `url`, or None for a peer server."""
+    try:
+        return server_at(url).token
+    except KeyError:
+        return None
+
+
+def authorization(url: str) -> dict:
+    """Return the Authorization header for requests to the server at `url` (none for a peer)."""
+    token = admin_token(url)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def rss_bytes(pid: int) -> int:

@@ -19,13 +19,20 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from tests.servers import server_at
+from .server import admin_token
 
-# The environment variable that hands the swarm process the server's admin token.
+# The environment variable that hands the swarm process the server's admin token (a peer
+# server has none: then the streams send no Authorization).
 TOKEN_VARIABLE = "TIDINGS_BENCH_TOKEN"
 
-# One change frame: its id, and the send time the publisher put into the event's data.
-CHANGE = re.compile(rb'id: (\d+)\nevent: change\ndata: [^\n]*?"(?:sent|note)":"([0-9.]+)"')
+# One change frame: its id, and the send time the publisher put into the event's data. Tidings
+# and the ceiling write `id: ` first; flask-sse writes `event:`, `data:`, then `id:`, without
+# spaces, and its JSON with a space after each colon.
+CHANGE = re.compile(
+    rb'(?:id: ?(\d+)\n)?event: ?change\ndata: ?[^\n]*?"(?:sent|note)": ?"([0-9.]+)"[^\n]*\n'
+    rb"(?:id: ?(\d+)\n)?"
+)
+READY = re.compile(rb"event: ?ready\n")
 # A heartbeat: a block of an id alone, just after the chunk size line (change and ready
 # frames carry an event line after their id).
 HEARTBEAT = re.compile(rb"\nid: \d+\n\n")
@@ -76,9 +83,9 @@ def _cpu() -> float:
 
 
 class Subscriber(asyncio.Protocol):
-    """One SSE stream. The body is HTTP/1.1 chunked, and each chunk holds whole SSE blocks
-    (the server writes whole frames), so chunk markers only ever sit between blocks and the
-    frame pattern can be matched on the raw bytes without de-chunking."""
+    """One SSE stream. The body is HTTP/1.1 chunked (or close-delimited), and each chunk holds
+    whole SSE blocks (the server writes whole frames), so chunk markers only ever sit between
+    blocks and the frame pattern can be matched on the raw bytes without de-chunking."""
 
     def __init__(self, swarm: "Swarm", request: bytes):
         self.swarm = swarm
@@ -110,7 +117,7 @@ class Subscriber(asyncio.Protocol):
                 self.ready.set_exception(RuntimeError(data[:200].decode(errors="replace")))
                 return
             self.answered = True
-            if b"event: ready" in data:
+            if READY.search(data):
                 self.ready.set_result(None)
         self.heartbeats += len(HEARTBEAT.findall(data, 0, end))
         window = self.swarm.window
@@ -118,7 +125,7 @@ class Subscriber(asyncio.Protocol):
         last = self.last_id
         n = 0
         for match in CHANGE.finditer(data, 0, end):
-            event_id = int(match[1])
+            event_id = int(match[1] or match[3])
             # Ids are global: other topics' events leave holes, but never a step back.
             if event_id <= last:
                 window.out_of_order += 1
@@ -148,9 +155,11 @@ class Swarm:
         self.first_source = first_source
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
+        token = os.environ.get(TOKEN_VARIABLE)
+        authorization = f"Authorization: Bearer {token}\r\n" if token else ""
         self.request = (
             f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
-            f"Authorization: Bearer {os.environ[TOKEN_VARIABLE]}\r\n\r\n"
+            f"{authorization}\r\n"
         ).encode()
         self.streams: list[Subscriber] = []
         self.window = Window()
@@ -241,9 +250,12 @@ class SwarmProcess:
 
     def __init__(self, url: str, path: str, count: int, first_source: int = FIRST_SOURCE):
         # The token goes through the environment: a command line is anyone's to read.
+        env = {k: v for k, v in os.environ.items() if k != TOKEN_VARIABLE}
+        if token := admin_token(url):
+            env[TOKEN_VARIABLE] = token
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.swarm", url, path, str(count), str(first_source)],
-            env={**os.environ, TOKEN_VARIABLE: server_at(url).token},
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

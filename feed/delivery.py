@@ -317,7 +317,7 @@ def poll(
                     {"reason": ended, "cursor": cursor},
                 )
             waiter.rearm()
-            if runtime.hub.ring.holds(cursor):
+            if runtime.hub.ring.ahead_of(cursor):
                 # Everything after the cursor is in memory: no database at all.
                 events, position, more = _collect(runtime, subscription, cursor, limit)
             else:

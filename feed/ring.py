@@ -2,8 +2,9 @@
 
 The hub hands every event to the ring in id order with no holes, so the ring holds every
 event after its floor up to the hub's head: a stream or poll whose cursor is at or after
-the floor is answered from memory, exactly as the log would answer it. Older cursors, and
-any at all before the hub knows the log's head, go to the log.
+the floor, and behind the ring's head, is answered from memory, exactly as the log would
+answer it. Older cursors, cursors at the head (the log may hold a newer commit not yet
+relayed here), and any at all before the hub knows the log's head, go to the log.
 """
 
 import time
@@ -64,12 +65,20 @@ class Ring:
             self._drop_oldest()
         return self.floor is not None and self.floor <= cursor <= self.head
 
+    def ahead_of(self, cursor: int) -> bool:
+        """Tell whether the ring holds every event after the cursor, and at least one.
+
+        At its own head the ring says nothing: a write committed a moment ago may not have
+        reached this process yet, and only the log knows (a client reading its own write).
+        """
+        return self.holds(cursor) and cursor < self.head
+
     def after(
         self, cursor: int, topics: Collection[str], limit: int
     ) -> tuple[list[Event], int, bool] | None:
         """Return up to `limit` events of `topics` after the cursor, the position reached and
-        whether it is the head; None when the ring does not hold everything after it."""
-        if not self.holds(cursor):
+        whether it is the ring's head; None when the ring is not ahead of the cursor."""
+        if not self.ahead_of(cursor):
             self.misses += 1
             return None
         self.hits += 1

@@ -40,13 +40,25 @@ Match = tuple[Event, TopicView, str]
 
 
 def _scan(
-    runtime: FeedRuntime, subscription: Subscription, after: int, page: int = PAGE
+    runtime: FeedRuntime,
+    subscription: Subscription,
+    after: int,
+    page: int = PAGE,
+    *,
+    confirm_head: bool = False,
 ) -> tuple[list[Match], int, bool]:
     """Read one page of `page` events after a cursor — from the ring when it holds them all,
-    else from the log; return matches, the position reached, and whether it is the head."""
+    else from the log; return matches, the position reached, and whether it is the head.
+
+    The ring's head may trail the log's by a commit not relayed here yet. A stream gets that
+    one live; a poll, which answers once, asks the log (`confirm_head`) before it says so.
+    """
     recent = runtime.hub.ring.after(after, subscription.topics, page)
     if recent is not None:
-        return _matches(subscription, recent[0]), recent[1], recent[2]
+        events, position, at_head = recent
+        if at_head and confirm_head:
+            at_head = _head(runtime) <= position
+        return _matches(subscription, events), position, at_head
     with runtime.read() as conn:
         head = runtime.log.head(conn)
         if not same_log(after, head):
@@ -346,7 +358,7 @@ def _collect(
     last_id = None
     position = cursor
     for _ in range(POLL_SCAN_PAGES):
-        matches, position, at_head = _scan(runtime, subscription, position)
+        matches, position, at_head = _scan(runtime, subscription, position, confirm_head=True)
         for event, view, op in matches:
             shaped = view.shape(event.data, op)
             # Unchanged events go out as their stored bytes, not re-encoded.

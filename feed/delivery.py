@@ -45,20 +45,24 @@ def _scan(
     after: int,
     page: int = PAGE,
     *,
-    confirm_head: bool = False,
+    exact: bool = False,
 ) -> tuple[list[Match], int, bool]:
     """Read one page of `page` events after a cursor — from the ring when it holds them all,
     else from the log; return matches, the position reached, and whether it is the head.
 
-    The ring's head may trail the log's by a commit not relayed here yet. A stream gets that
-    one live; a poll, which answers once, asks the log (`confirm_head`) before it says so.
+    The ring's head may trail the log's by a commit not relayed here yet. A stream or a long
+    poll gets that one live, as the hub brings it; an `exact` read (a poll that answers at
+    once) takes the ring only when it is ahead of the cursor, and asks the log for its head
+    before it says it reached it.
     """
-    recent = runtime.hub.ring.after(after, subscription.topics, page)
-    if recent is not None:
-        events, position, at_head = recent
-        if at_head and confirm_head:
+    ring = runtime.hub.ring
+    if ring.ahead_of(after) if exact else ring.holds(after):
+        events, position, at_head = ring.after(after, subscription.topics, page)
+        ring.hits += 1
+        if at_head and exact:
             at_head = _head(runtime) <= position
         return _matches(subscription, events), position, at_head
+    ring.misses += 1
     with runtime.read() as conn:
         head = runtime.log.head(conn)
         if not same_log(after, head):
@@ -329,8 +333,12 @@ def poll(
                     {"reason": ended, "cursor": cursor},
                 )
             waiter.rearm()
-            if runtime.hub.ring.ahead_of(cursor):
-                # Everything after the cursor is in memory: no database at all.
+            ring = runtime.hub.ring
+            if wait > 0 and ring.holds(cursor):
+                # A long poll: the ring answers, and what it has not got yet wakes it.
+                events, position, more = _collect(runtime, subscription, cursor, limit, exact=False)
+            elif ring.ahead_of(cursor):
+                # Everything after the cursor is in memory, but for the log's head.
                 events, position, more = _collect(runtime, subscription, cursor, limit)
             else:
                 # Identical polls woken by one event share one read of the log.
@@ -350,7 +358,12 @@ def poll(
 
 
 def _collect(
-    runtime: FeedRuntime, subscription: Subscription, cursor: int, limit: int
+    runtime: FeedRuntime,
+    subscription: Subscription,
+    cursor: int,
+    limit: int,
+    *,
+    exact: bool = True,
 ) -> tuple[list, int, bool]:
     """Gather up to `limit` matching events after the cursor; return them, the next cursor
     (the last event returned, or how far the log was read when none matched) and `more`."""
@@ -358,7 +371,7 @@ def _collect(
     last_id = None
     position = cursor
     for _ in range(POLL_SCAN_PAGES):
-        matches, position, at_head = _scan(runtime, subscription, position, confirm_head=True)
+        matches, position, at_head = _scan(runtime, subscription, position, exact=exact)
         for event, view, op in matches:
             shaped = view.shape(event.data, op)
             # Unchanged events go out as their stored bytes, not re-encoded.

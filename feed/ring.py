@@ -30,6 +30,7 @@ class Ring:
         # Every event after the floor up to the head is held; None until the head is known.
         self.floor: int | None = None
         self.head = 0
+        # Pages read from the ring, and from the log instead, counted by the readers.
         self.hits = 0
         self.misses = 0
 
@@ -66,22 +67,15 @@ class Ring:
         return self.floor is not None and self.floor <= cursor <= self.head
 
     def ahead_of(self, cursor: int) -> bool:
-        """Tell whether the ring holds every event after the cursor, and at least one.
-
-        At its own head the ring says nothing: a write committed a moment ago may not have
-        reached this process yet, and only the log knows (a client reading its own write).
-        """
+        """Tell whether the ring holds every event after the cursor, and at least one (at its
+        head, a commit that has not reached this process yet is only in the log)."""
         return self.holds(cursor) and cursor < self.head
 
     def after(
         self, cursor: int, topics: Collection[str], limit: int
-    ) -> tuple[list[Event], int, bool] | None:
-        """Return up to `limit` events of `topics` after the cursor, the position reached and
-        whether it is the ring's head; None when the ring is not ahead of the cursor."""
-        if not self.ahead_of(cursor):
-            self.misses += 1
-            return None
-        self.hits += 1
+    ) -> tuple[list[Event], int, bool]:
+        """Return up to `limit` events of `topics` after a cursor the ring holds, the position
+        reached and whether it is the ring's head."""
         found: list[Event] = []
         position = cursor
         for event in islice(self.events, bisect_right(self.ids, cursor), None):

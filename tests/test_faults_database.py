@@ -1,10 +1,12 @@
 """Database faults under SQLite: a write lock held by another connection, a full disk."""
 
+import threading
 import time
 
-from .delivery_tools import changes, create_bread_types, head
+from .delivery_tools import changes, create_bread_types, head, next_change
 from .faults.database import disk_full, lock_for
 from .servers import http
+from .sse import SseStream
 
 SALE = {"quantity": 3, "unit_price": 4.0, "shift": "night"}
 
@@ -47,6 +49,29 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_503_then_writes_resume(
     assert response.status_code == 201, response.text
     accepted.add(response.json()["row"]["id"])
     assert_log_matches_table(server.url, start, accepted)
+
+
+def test_a_write_waiting_for_the_lock_freezes_nothing_else(start_server, database_url):
+    # One worker: a write waiting for SQLite's lock must leave its other requests running.
+    server = start_server(workers=1, HEARTBEAT_SECONDS="1")
+    (bread,) = create_bread_types(server.url, 1)
+    with SseStream(server.url, "topics=sales_logs", timeout=5) as stream:
+        stream.until("ready")
+        holder = lock_for(database_url, 4)
+        waiting = threading.Thread(target=post_sale, args=(server.url, bread))
+        waiting.start()
+        time.sleep(0.5)
+        began = time.monotonic()
+        assert http(server.url).get(f"{server.url}/healthz", timeout=10).ok
+        assert time.monotonic() - began < 1
+        # Heartbeats go on too: the stream's next block comes within a few seconds.
+        began = time.monotonic()
+        stream.next()
+        assert time.monotonic() - began < 2.5
+        holder.join(timeout=10)
+        waiting.join(timeout=10)
+        # The waiting write went through once the lock was released.
+        assert next_change(stream, 5)["op"] == "INSERT"
 
 
 def test_a_full_disk_is_a_503_nothing_half_written_and_writes_resume(start_server, database_url):

@@ -18,6 +18,8 @@ class Switcher(Follower):
         super().__init__(*args, **kwargs)
         self.poll_share = poll_share
         self.polls = 0
+        # A long poll answers within `wait`; the read timeout must outlast it.
+        self.wait = max(0.0, min(5.0, self.timeout - 2))
         self.http = requests.Session()
         self.http.headers.update(self.headers)
 
@@ -35,7 +37,11 @@ class Switcher(Follower):
             self.polls += 1
             response = self.http.get(
                 f"{self.url}/api/changes?{self.query}",
-                params={"cursor": self.last_id, "wait": 5, "limit": self.rng.choice((50, 500))},
+                params={
+                    "cursor": self.last_id,
+                    "wait": self.wait,
+                    "limit": self.rng.choice((50, 500)),
+                },
                 timeout=self.timeout,
             )
             if response.status_code == 410:

@@ -3,14 +3,21 @@
 Each accepted connection is a `Link` with two pump threads. Faults act on the server → client
 direction, where the event stream flows: cut with RST or FIN, stall for a while, cut mid-frame
 (after k bytes of the next chunk), fall silent without a FIN, or throttle to a byte rate.
+
+`FaultProxy` runs in the test's process; `ProxyProcess` runs one in a process of its own,
+so hundreds of pump threads do not compete with the test's clients for one interpreter lock.
 """
 
+import json
 import random
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 CHUNK = 65536
 # Faults a random `chaos` run picks from, with the arguments it gives them.
@@ -148,6 +155,8 @@ class FaultProxy:
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
         self.target = (target_host, target_port)
+        # A fault every new connection gets as it opens (name, argument), e.g. ("throttle", 2e4).
+        self.on_connect: tuple[str, float] | None = None
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -185,6 +194,9 @@ class FaultProxy:
             with self._lock:
                 self.links.add(link)
                 self.accepted += 1
+            if self.on_connect is not None:
+                fault, argument = self.on_connect
+                getattr(link, fault)(argument)
             link.start()
 
     def forget(self, link: Link) -> None:
@@ -234,3 +246,79 @@ class FaultProxy:
             link.close("fin")
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+class ProxyProcess:
+    """A FaultProxy in a child process, driven by one-line commands on its stdin."""
+
+    def __init__(self, target_port: int):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.proxy", str(target_port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        self.port = int(self.process.stdout.readline())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _ask(self, *command) -> dict:
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def chaos(self, every: float, seed: int = 0, faults: tuple[str, ...] = FAULTS) -> None:
+        """Inflict a random fault on a random open connection every `every` seconds."""
+        self._ask("chaos", every, seed, list(faults))
+
+    def calm(self) -> None:
+        """Stop the chaos (faults already set on open connections stay)."""
+        self._ask("calm")
+
+    def on_connect(self, fault: str, argument: float) -> None:
+        """Give every new connection a fault as it opens, e.g. ("stall", 20)."""
+        self._ask("on_connect", fault, argument)
+
+    def cut_all(self, how: str = "rst") -> int:
+        """Cut every open connection; return how many."""
+        return self._ask("cut_all", how)["cut"]
+
+    def stats(self) -> dict:
+        """Return the faults inflicted by name, connections accepted and open."""
+        return self._ask("stats")
+
+    def stop(self) -> None:
+        """Stop the proxy process."""
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+
+def serve(target_port: int) -> None:
+    """Run a proxy to a port, printing its own port, then obey commands from stdin."""
+    proxy = FaultProxy(target_port).start()
+    print(proxy.port, flush=True)
+    chaos: threading.Event | None = None
+    for line in sys.stdin:
+        command, *args = json.loads(line)
+        answer: dict = {}
+        if command == "chaos":
+            chaos = proxy.chaos(args[0], args[1], tuple(args[2]))
+        elif command == "calm" and chaos is not None:
+            chaos.set()
+        elif command == "on_connect":
+            proxy.on_connect = (args[0], args[1])
+        elif command == "cut_all":
+            answer = {"cut": proxy.cut_all(args[0])}
+        elif command == "stats":
+            answer = {
+                "faults": dict(proxy.faults),
+                "accepted": proxy.accepted,
+                "open": len(proxy.open_links()),
+            }
+        print(json.dumps(answer), flush=True)
+    proxy.stop()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

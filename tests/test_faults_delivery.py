@@ -7,8 +7,10 @@ import time
 
 import pytest
 
+from bench.slow_clients import RssSampler
+
 from .delivery_tools import Follower, create_bread_types, head, wait_for
-from .faults.clients import Switcher, Writing
+from .faults.clients import Switcher, Writing, timed
 from .faults.invariants import check_delivery
 from .faults.processes import frozen, kill_worker, restart_redis, terminate_server
 from .faults.proxy import FAULTS, ProxyProcess
@@ -153,3 +155,61 @@ def test_server_stopped_with_sigterm_and_restarted_mid_stream_loses_nothing(star
     writing.stop()
     settle(server.url, followers, start, deadline)
     assert all(f.outages or f.connections > 1 for f in followers)
+
+
+# Events of the stuck-and-slow case: far more per client than socket buffers hold.
+BIG_EVENTS = 120
+ROW_CHARS = 32_000
+# Worker growth allowed while lagging clients catch up (the bench measures it precisely).
+RSS_GROWTH = 64 * 2**20
+# Commit-to-arrival for the clients that keep up, on a loaded 2-core machine.
+P99_SECONDS = 2.0
+
+
+def test_stuck_and_slow_consumers_delay_no_one_and_get_everything_once(start_server, people):
+    server = start_server(
+        workers=1, HEARTBEAT_SECONDS="1", SUBSCRIBER_MAX_PENDING="16", TOPICS="bench"
+    )
+    (pid,) = server.worker_pids()
+    stuck, slow = ProxyProcess(server.port), ProxyProcess(server.port)
+    # Stuck: nothing read for 15 s, then everything. Slow: 200 kB/s all along, a fraction of
+    # what the writes send them.
+    stuck.on_connect("stall", 15)
+    slow.on_connect("throttle", 200_000)
+    for proxy in (stuck, slow):
+        route(proxy.url, server)
+    readers = people[:2]
+    try:
+        start = head(server.url)
+        deadline = time.monotonic() + 120
+        query = "topics=bench"
+        normal = [
+            timed(Follower(server.url, query, start, seed=n, deadline=deadline, drops=False,
+                           headers=readers[n % 2]))
+            for n in range(20)
+        ]  # fmt: skip
+        lagging = [
+            Follower(proxy.url, query, start, seed=n, deadline=deadline, drops=False,
+                     headers=readers[n % 2], timeout=30)
+            for n in range(6)
+            for proxy in (stuck, slow)
+        ]  # fmt: skip
+        for client in normal + lagging:
+            client.start()
+        sampler = RssSampler(pid)
+        with server.session() as session:
+            for n in range(BIG_EVENTS):
+                body = {"topic": "bench", "data": {"n": n, "pad": "x" * ROW_CHARS}}
+                response = session.post(f"{server.url}/api/publish", json=body, timeout=30)
+                assert response.status_code == 201, response.text
+                time.sleep(0.02)
+        try:
+            settle(server.url, normal + lagging, start, deadline)
+        finally:
+            sampler.stop()
+    finally:
+        stuck.stop()
+        slow.stop()
+    latencies = sorted(lat for client in normal for lat in client.events.latencies())
+    assert latencies[int(len(latencies) * 0.99)] < P99_SECONDS, latencies[-10:]
+    assert max(sampler.samples) - sampler.samples[0] < RSS_GROWTH

@@ -1,9 +1,10 @@
-# Tidings: `make run` serves the demo, `make test` runs every test, `make bench` measures.
+# Tidings: `make run` serves the demo, `make test` runs every test, `make bench` measures,
+# `make soak` runs the 10-minute soak.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint format services clean
+.PHONY: run test bench soak lint format services clean
 
 $(BIN)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ test: $(BIN)/.dev services
 bench: $(BIN)/.dev services
 	PATH="$$PATH:$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1)" $(BIN)/python -m bench
 	$(BIN)/python -m bench.report
+
+# 10 minutes of random cuts under writes (SOAK_SECONDS, SOAK_CLIENTS, SOAK_WRITES, SOAK_CUTS).
+soak: $(BIN)/.dev
+	$(BIN)/python -m tests.faults.soak
 
 lint: $(BIN)/.dev
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Transactions: one write at a time on SQLite, consistent reads, and SQLite's tuning."""
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -12,6 +13,28 @@ from sqlalchemy.orm import Session
 from .capture import APPENDED, MUTATION, PRINCIPAL
 from .log import Event
 from .principal import Principal
+
+# How long a write waits for SQLite's write lock before it fails (then a 503).
+LOCK_WAIT_SECONDS = 10.0
+# SQLite's own busy handler sleeps inside the driver, which stops every greenlet of the
+# process; it only covers short waits (a checkpoint), writers wait for the lock in Python.
+BUSY_TIMEOUT_MS = 20
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    """Take SQLite's write lock, waiting for it without blocking other greenlets."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.002
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except sa.exc.OperationalError as error:
+            if "locked" not in str(error.orig) or time.monotonic() + pause > deadline:
+                raise
+        # time.sleep is gevent's under gunicorn: the process serves others meanwhile.
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def tune_sqlite(engine: sa.Engine) -> None:
@@ -25,7 +48,7 @@ def tune_sqlite(engine: sa.Engine) -> None:
         for pragma in (
             "journal_mode=WAL",
             "synchronous=NORMAL",
-            "busy_timeout=10000",
+            f"busy_timeout={BUSY_TIMEOUT_MS}",
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")
@@ -34,7 +57,10 @@ def tune_sqlite(engine: sa.Engine) -> None:
     @sa_event.listens_for(engine, "begin")
     def _on_begin(conn):
         write = conn.get_execution_options().get("tidings_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write:
+            _begin_immediate(conn)
+        else:
+            conn.exec_driver_sql("BEGIN")
 
 
 class Transactions:

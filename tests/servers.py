@@ -31,6 +31,11 @@ def server_at(url: str) -> "TidingsServer":
     return _RUNNING["/".join(url.split("/", 3)[:3])]
 
 
+def route(url: str, server: "TidingsServer") -> None:
+    """Let helpers given a URL in front of a server (a proxy's) act as that server's admin."""
+    _RUNNING[url] = server
+
+
 def bearer(url: str) -> dict:
     """Return the Authorization header of the admin of the started server a URL belongs to."""
     return {"Authorization": f"Bearer {server_at(url).token}"}
@@ -39,11 +44,6 @@ def bearer(url: str) -> dict:
 def http(url: str) -> requests.Session:
     """Return the admin session (`.http`) of the started server a URL belongs to."""
     return server_at(url).http
-
-
-def route(url: str, server: "TidingsServer") -> None:
-    """Let helpers given a proxy's URL act as the admin of a server behind it."""
-    _RUNNING[url] = server
 
 
 def free_port() -> int:

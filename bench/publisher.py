@@ -64,20 +64,33 @@ def send_paced(
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_all([threading.Thread(target=writer, args=(k,)) for k in range(connections)])
     seconds = time.monotonic() - start
-    took.sort()
     return {
         "writes": count,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "achieved_per_second": round(count / seconds, 1),
-        "request_ms": {
-            "p50": round(took[len(took) // 2] * 1000, 2),
-            "p99": round(took[int(len(took) * 0.99)] * 1000, 2),
-        },
+        "request_ms": request_ms(took),
         "max_late_ms": round(max(late) * 1000, 1),
+    }
+
+
+def run_all(threads: list[threading.Thread]) -> float:
+    """Start the threads, wait for them all, and return the seconds it took."""
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
+def request_ms(took: list[float]) -> dict:
+    """Return the p50 and p99 of request times in seconds, in milliseconds."""
+    took = sorted(took)
+    if not took:
+        return {"p50": None, "p99": None}
+    return {
+        "p50": round(took[len(took) // 2] * 1000, 2),
+        "p99": round(took[int(len(took) * 0.99)] * 1000, 2),
     }

@@ -18,7 +18,7 @@ from feed.embedded import EmbeddedRedis
 from tests import postgres
 from tests.servers import TidingsServer, free_port
 
-from .publisher import EVENT_BYTES, bench_event, send_paced
+from .publisher import EVENT_BYTES, bench_event, request_ms, run_all, send_paced
 from .swarm import SwarmProcess
 
 RESULTS = Path(__file__).parent / "results"
@@ -88,21 +88,13 @@ def _append_rate(nodes: list[TidingsServer], writers: int) -> dict:
                 with lock:
                     (took if answer.status_code == 201 else failed).append(time.monotonic() - began)
 
-    threads = [
-        threading.Thread(target=write, args=(nodes[n % len(nodes)], n)) for n in range(writers)
-    ]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
-    took.sort()
+    elapsed = run_all(
+        [threading.Thread(target=write, args=(nodes[n % len(nodes)], n)) for n in range(writers)]
+    )
     return {
         "writers": writers,
         "writes_per_second": round(len(took) / elapsed, 1),
-        "p50_ms": round(took[len(took) // 2] * 1000, 1) if took else None,
-        "p99_ms": round(took[int(len(took) * 0.99)] * 1000, 1) if took else None,
+        "request_ms": request_ms(took),
         "failed": len(failed),
     }
 

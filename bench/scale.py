@@ -36,6 +36,8 @@ NODE_MEMORY_BYTES = 16 * 2**30
 NODE_CORES = 2
 # Share of a core left for deliveries once HTTP, Redis and the OS have theirs.
 DELIVERY_SHARE = 0.7
+# Open streams a node holds: 2 workers under the 20,000 open-files limit each.
+NODE_STREAMS = 39_000
 
 
 def _fan_out(nodes: list[TidingsServer], rate: int) -> dict:
@@ -109,11 +111,15 @@ def _sizing(best_one_node: int) -> dict:
     idle = _latest("idle_memory") or {}
     fanout = _latest("fanout") or {}
     per_connection = idle.get("bytes_per_connection")
-    cpu_us = min((run["cpu_us_per_delivery"] for run in fanout.get("runs", [])), default=None)
+    # One event per wake-up, the dearest case: a dashboard's events rarely come in batches.
+    cpu_us = max((run["cpu_us_per_delivery"] for run in fanout.get("runs", [])), default=None)
     plans = {}
     for dashboards in (100_000, 1_000_000):
         deliveries = dashboards * EVENTS_PER_DASHBOARD_PER_SECOND
-        plan = {"deliveries_per_second": deliveries}
+        plan = {
+            "deliveries_per_second": deliveries,
+            "nodes_for_connections": -(-dashboards // NODE_STREAMS),
+        }
         if per_connection:
             plan["nodes_for_memory"] = -(-dashboards * per_connection // NODE_MEMORY_BYTES)
         if cpu_us:
@@ -129,14 +135,15 @@ def _sizing(best_one_node: int) -> dict:
             "events_per_dashboard_per_second": EVENTS_PER_DASHBOARD_PER_SECOND,
             "node_memory_for_streams_bytes": NODE_MEMORY_BYTES,
             "node_cores": NODE_CORES,
+            "node_streams": NODE_STREAMS,
             "delivery_share_of_a_core": DELIVERY_SHARE,
             "bytes_per_connection": per_connection,
             "cpu_us_per_delivery": cpu_us,
         },
         "plans": plans,
         "redis": (
-            "Each node holds one subscription, so Redis sends every event once per node: "
-            "fan-in is events/s x nodes messages, far below a single Redis's ~1M messages/s "
+            "Each worker holds one subscription, so Redis sends every event once per worker: "
+            "fan-in is events/s x workers messages, far below a single Redis's ~1M messages/s "
             "for tens of nodes; the database's append lock binds first (below)."
         ),
     }

@@ -242,13 +242,21 @@ class Presence:
             self._announce("leave", *info)
 
     def _held(self, entry: Entry) -> None:
-        """Hold or renew an entry; announce a join when it is its user's first."""
+        """Hold an entry; announce a join when it is its user's first."""
+        self._joined(entry, self._hold(*self._hold_call(entry, self._now())))
+
+    def _hold_call(self, entry: Entry, now: float) -> tuple[list, list]:
+        """Return the keys and arguments that hold or renew an entry at `now`."""
         p = entry.principal
-        now = self._now()
         args = [now, now + self.lease_seconds, entry.id, p.user_id, p.username, p.role]
         args += [",".join(entry.topics), int(self.lease_seconds) + 1]
-        joined, since = self._hold(self._keys(p.user_id), args)
+        return self._keys(p.user_id), args
+
+    def _joined(self, entry: Entry, held: list) -> None:
+        """Announce a join when holding the entry made it its user's first."""
+        joined, since = held
         if joined:
+            p = entry.principal
             self._announce("join", p.user_id, p.username, p.role, since, entry.topics)
 
     def _announce(self, state, user_id, username, role, since, topics=None) -> None:
@@ -266,10 +274,17 @@ class Presence:
             self.publish(data)
 
     def renew(self) -> None:
-        """Renew every entry held here (re-joining any lost) and sweep lapsed users."""
-        for entry in list(self._open.values()):
-            if entry.id in self._open:
-                self._held(entry)
+        """Renew every entry held here (re-joining any lost) and sweep lapsed users.
+
+        One clock read and one round trip for all of this process's streams, however many.
+        """
+        entries, now = list(self._open.values()), self._now()
+        with self.client.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                self._hold(*self._hold_call(entry, now), client=pipe)
+            held = pipe.execute()
+        for entry, result in zip(entries, held, strict=True):
+            self._joined(entry, result)
         gone = self._sweep([self._online], [self._now(), self.prefix])
         for at in range(0, len(gone), 4):
             if gone[at]:

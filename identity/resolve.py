@@ -56,7 +56,7 @@ def _bearer(header: str) -> Principal:
     if found is not None:
         return found
     with runtime().read() as conn:
-        row = tokens.active_by_secret(conn, secret.strip())
+        row = tokens.active_by_digest(conn, key)
     if row is None:
         raise refused("The API token is unknown, expired or revoked.")
     found = _user(row, "token", token_id=row.token_id, expires_at=_seconds(row.expires_at))

@@ -45,9 +45,9 @@ def _active(conn: sa.Connection, which: sa.ColumnElement[bool]) -> sa.Row | None
     return conn.execute(query).first()
 
 
-def active_by_secret(conn: sa.Connection, secret: str) -> sa.Row | None:
-    """Return the live token with this secret and its user, or None."""
-    return _active(conn, ApiToken.secret_hash == digest(secret))
+def active_by_digest(conn: sa.Connection, secret_hash: str) -> sa.Row | None:
+    """Return the live token whose secret has this digest, and its user, or None."""
+    return _active(conn, ApiToken.secret_hash == secret_hash)
 
 
 def active_by_id(conn: sa.Connection, token_id: int) -> sa.Row | None:

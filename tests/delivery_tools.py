@@ -435,3 +435,13 @@ def finish(url: str, followers: list["Follower"], start: int, deadline: float) -
 
     check_delivery(url, followers, start)
     return final
+
+
+def publish_padded(server, count: int, chars: int, pause: float = 0.0) -> None:
+    """Publish `count` events of about `chars` characters each to the `bench` topic."""
+    with server.session() as session:
+        for n in range(count):
+            body = {"topic": "bench", "data": {"n": n, "pad": "x" * chars}}
+            response = session.post(f"{server.url}/api/publish", json=body, timeout=30)
+            assert response.status_code == 201, response.text
+            time.sleep(pause)

@@ -9,7 +9,7 @@ import pytest
 
 from bench.slow_clients import RssSampler
 
-from .delivery_tools import Follower, create_bread_types, head, wait_for
+from .delivery_tools import Follower, create_bread_types, head, publish_padded, wait_for
 from .faults.clients import Switcher, Writing, timed
 from .faults.invariants import check_delivery
 from .faults.processes import frozen, kill_worker, restart_redis, terminate_server
@@ -102,14 +102,20 @@ def test_streams_and_polls_through_a_fault_proxy_get_every_event_once(start_serv
     assert sum(f.outages > 0 for f in followers) > 50
 
 
-def test_workers_killed_twice_under_writes_lose_nothing(start_server, people):
-    server = start_server(workers=2, HEARTBEAT_SECONDS="1")
+def under_writes(server, people, streams: int, **options) -> tuple:
+    """Follow a server with `streams` clients (the last 4 switching SSE and long poll) while
+    writers write; return the start cursor, the deadline, the followers and the writers."""
     bread_types = create_bread_types(server.url)
     start = head(server.url)
     deadline = time.monotonic() + 90
-    followers = clients(server.url, people, start, deadline, 16, drops=False)
-    followers += clients(server.url, people, start, deadline, 4, kind=Switcher, first=16)
-    writing = Writing(server.url, bread_types, stores=STORES)
+    followers = clients(server.url, people, start, deadline, streams - 4, **options)
+    followers += clients(server.url, people, start, deadline, 4, kind=Switcher, first=streams - 4)
+    return start, deadline, followers, Writing(server.url, bread_types, stores=STORES)
+
+
+def test_workers_killed_twice_under_writes_lose_nothing(start_server, people):
+    server = start_server(workers=2, HEARTBEAT_SECONDS="1")
+    start, deadline, followers, writing = under_writes(server, people, 20, drops=False)
     for index in (0, 1):
         wait_for(lambda n=index: writing.count() >= 100 * (n + 1), 30, "writes")
         kill_worker(server, index)
@@ -121,12 +127,7 @@ def test_workers_killed_twice_under_writes_lose_nothing(start_server, people):
 
 def test_redis_frozen_then_killed_and_restarted_loses_nothing(start_server, fresh_redis, people):
     server = start_server(workers=2, redis_url=fresh_redis.url, HEARTBEAT_SECONDS="1")
-    bread_types = create_bread_types(server.url)
-    start = head(server.url)
-    deadline = time.monotonic() + 90
-    followers = clients(server.url, people, start, deadline, 12)
-    followers += clients(server.url, people, start, deadline, 4, kind=Switcher, first=12)
-    writing = Writing(server.url, bread_types, stores=STORES)
+    start, deadline, followers, writing = under_writes(server, people, 16)
     with frozen(fresh_redis):
         time.sleep(15)
         during = writing.count()
@@ -142,12 +143,7 @@ def test_redis_frozen_then_killed_and_restarted_loses_nothing(start_server, fres
 
 def test_server_stopped_with_sigterm_and_restarted_mid_stream_loses_nothing(start_server, people):
     server = start_server(workers=2, HEARTBEAT_SECONDS="1")
-    bread_types = create_bread_types(server.url)
-    start = head(server.url)
-    deadline = time.monotonic() + 90
-    followers = clients(server.url, people, start, deadline, 12, drops=False)
-    followers += clients(server.url, people, start, deadline, 4, kind=Switcher, first=12)
-    writing = Writing(server.url, bread_types, stores=STORES)
+    start, deadline, followers, writing = under_writes(server, people, 16, drops=False)
     wait_for(lambda: writing.count() >= 100, 30, "writes before the stop")
     terminate_server(server)
     server.start()
@@ -197,12 +193,7 @@ def test_stuck_and_slow_consumers_delay_no_one_and_get_everything_once(start_ser
         for client in normal + lagging:
             client.start()
         sampler = RssSampler(pid)
-        with server.session() as session:
-            for n in range(BIG_EVENTS):
-                body = {"topic": "bench", "data": {"n": n, "pad": "x" * ROW_CHARS}}
-                response = session.post(f"{server.url}/api/publish", json=body, timeout=30)
-                assert response.status_code == 201, response.text
-                time.sleep(0.02)
+        publish_padded(server, BIG_EVENTS, ROW_CHARS, pause=0.02)
         try:
             settle(server.url, normal + lagging, start, deadline)
         finally:

@@ -5,7 +5,7 @@ import time
 
 from bench.slow_clients import RssSampler
 
-from .delivery_tools import Follower, RawStream, changes, head, wait_for
+from .delivery_tools import Follower, RawStream, changes, head, publish_padded, wait_for
 
 # Events and their size: each client's share is far more than its socket buffers hold
 # (the kernel's send buffer alone takes up to 4 MiB).
@@ -62,11 +62,7 @@ def test_stuck_and_slow_clients_cost_bounded_memory_and_miss_nothing(start_serve
     for client in (*normal, *slow):
         client.start()
     sampler = RssSampler(pid)
-    with server.session() as http:
-        for n in range(EVENTS):
-            body = {"topic": "bench", "data": {"n": n, "pad": "x" * ROW_CHARS}}
-            response = http.post(f"{server.url}/api/publish", json=body, timeout=30)
-            assert response.status_code == 201, response.text
+    publish_padded(server, EVENTS, ROW_CHARS)
     final = head(server.url)
     for follower in normal:
         follower.target = final

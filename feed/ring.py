@@ -12,8 +12,12 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Collection
 from itertools import islice
+from operator import attrgetter
 
 from .log import Event
+
+# What the ring is ordered by, for bisect.
+_ID = attrgetter("id")
 
 
 class Ring:
@@ -23,7 +27,6 @@ class Ring:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
-        self.ids: deque[int] = deque()
         self.events: deque[Event] = deque()
         self.arrived: deque[float] = deque()
         self.bytes = 0
@@ -36,7 +39,6 @@ class Ring:
 
     def start_at(self, head: int) -> None:
         """Begin empty at the log's head (at start, or after the log moved on)."""
-        self.ids.clear()
         self.events.clear()
         self.arrived.clear()
         self.bytes = 0
@@ -46,7 +48,6 @@ class Ring:
         """Hold the next event, dropping the oldest past the bounds."""
         if self.floor is None:
             return
-        self.ids.append(event.id)
         self.events.append(event)
         self.arrived.append(time.monotonic())
         self.bytes += len(event.raw)
@@ -55,8 +56,9 @@ class Ring:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        self.floor = self.ids.popleft()
-        self.bytes -= len(self.events.popleft().raw)
+        oldest = self.events.popleft()
+        self.floor = oldest.id
+        self.bytes -= len(oldest.raw)
         self.arrived.popleft()
 
     def holds(self, cursor: int) -> bool:
@@ -78,7 +80,7 @@ class Ring:
         reached and whether it is the ring's head."""
         found: list[Event] = []
         position = cursor
-        for event in islice(self.events, bisect_right(self.ids, cursor), None):
+        for event in islice(self.events, bisect_right(self.events, cursor, key=_ID), None):
             position = event.id
             if event.topic in topics:
                 found.append(event)

@@ -11,6 +11,7 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 
 import worker  # noqa: E402
+from blueprints.stream import PARKED_AFTER  # noqa: E402
 from feed.embedded import EmbeddedRedis  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -84,7 +85,11 @@ def post_worker_init(process):
 
 
 def post_request(process, req, environ, resp):
-    """Let a stopping worker's connections go once they answered."""
+    """Log a stream parked on the loop (gunicorn never sees it end); let a stopping worker's
+    connections go once they answered."""
+    parked_after = environ.get(PARKED_AFTER)
+    if parked_after is not None:
+        process.log.access(resp, req, environ, parked_after)
     worker.KEEPALIVES.answered(environ.get("gunicorn.socket"))
 
 

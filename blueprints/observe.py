@@ -17,6 +17,8 @@ from flask import Flask, Response, g, request
 from feed import runtime, timing
 
 logger = logging.getLogger("tidings.access")
+# The environ key of a stream's observed body.
+OBSERVED_STREAM = "tidings.stream"
 
 
 def _json_lines() -> None:
@@ -93,6 +95,8 @@ class ObservedStream:
 
     Iterating hands the server the body's own iterator: no generator wraps it, so a parked
     stream's greenlet saves one level of C stack less, and no closure is kept per stream.
+    A server that drives the stream itself (a parked stream) calls `start` instead, and
+    closes the response as any server does.
     """
 
     __slots__ = ("body", "transport", "metrics", "request_id", "path", "opened", "iterator")
@@ -105,19 +109,26 @@ class ObservedStream:
         self.request_id, self.path = g.request_id, request.path
         self.opened = None
         self.iterator = None
+        # Found there by a server that can drive the stream itself.
+        request.environ[OBSERVED_STREAM] = self
 
-    def __iter__(self) -> Iterator[bytes]:
+    def start(self) -> None:
+        """Count the stream as open."""
         self.opened = time.monotonic()
         self.metrics.connection_changed(self.transport, +1)
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.start()
         self.iterator = iter(self.body)
         return self.iterator
 
     def close(self) -> None:
         """End the body, then count and log the closed stream."""
-        if self.iterator is None:
+        if self.opened is None:
             return
         try:
-            self.iterator.close()
+            if self.iterator is not None:
+                self.iterator.close()
         finally:
             self.metrics.connection_changed(self.transport, -1)
             log_line(
@@ -128,3 +139,4 @@ class ObservedStream:
                 request_id=self.request_id,
             )
             self.iterator = None
+            self.opened = None

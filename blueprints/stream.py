@@ -1,21 +1,26 @@
 """GET /stream (Server-Sent Events) and GET /api/changes (poll and long poll)."""
 
 import socket
+from datetime import datetime
 
 import gevent
 from flask import Blueprint, Response, g, request
+from gunicorn.http.wsgi import Response as GunicornResponse
 
 from feed import ApiError, runtime
 from feed.delivery import Stream, poll
 from feed.filters import parse_subscription
+from feed.parking import Parked, own_socket
 from feed.policy import visible_subscription
 from feed.presence import read_roster
 
 from .http import int_arg, json_response, parse_int
-from .observe import ObservedStream, long_poll
+from .observe import OBSERVED_STREAM, ObservedStream, long_poll
 
 bp = Blueprint("stream", __name__)
 STREAM_PATH = "/stream"
+# The environ key that tells a parked stream's request, and how long it took to go live.
+PARKED_AFTER = "tidings.parked_after"
 
 STREAM_HEADERS = {
     "Cache-Control": "no-cache",
@@ -26,22 +31,52 @@ STREAM_HEADERS = {
 def _shallow(wsgi_app):
     """Answer a stream's request in a greenlet of its own that ends with the request.
 
-    The connection's greenlet then parks for the stream's life having run only the
-    server's few frames: the pages of Python frame stack the request's dispatch touched
-    (access checks, limits, database reads) go back with the helper, and so does what
-    the dispatch left on its greenlet (context variables, the thread object logging made).
+    The connection's greenlet then runs only the server's few frames: the pages of Python
+    frame stack the request's dispatch touched (access checks, limits, database reads) go
+    back with the helper, and so does what the dispatch left on its greenlet (context
+    variables, the thread object logging made). Under gunicorn, once the stream has
+    replayed, the connection's greenlet ends too: the stream is parked on the loop.
     """
 
     def call(environ, start_response):
         if environ.get("PATH_INFO") != STREAM_PATH:
             return wsgi_app(environ, start_response)
+        started = datetime.now()
         body = gevent.spawn(wsgi_app, environ, start_response).get()
         # The server keeps the environ for the connection's life; the request object the
         # app cached in it is done with once the response is built.
         environ.pop("werkzeug.request", None)
+        observed = environ.pop(OBSERVED_STREAM, None)
+        server_response = getattr(start_response, "__self__", None)
+        if (
+            observed is not None
+            and isinstance(server_response, GunicornResponse)
+            and observed.body.runtime.config["PARK_STREAMS"]
+        ):
+            _park(observed, body, server_response, environ["gunicorn.socket"])
+            # For gunicorn's access log (gunicorn.conf.py), which never sees the stream end.
+            environ[PARKED_AFTER] = datetime.now() - started
+            # gunicorn closes its socket object and ends the connection's greenlet; the
+            # connection itself stays open, held by the parked stream.
+            raise StopIteration
         return body
 
     return call
+
+
+def _park(observed: ObservedStream, body, server_response: GunicornResponse, sock) -> None:
+    """Write a stream's opening and replay through the server, then park it on the loop."""
+    stream = observed.body
+    observed.start()
+    try:
+        for chunk in stream.opening():
+            server_response.write(chunk)
+        parked = Parked(stream, own_socket(sock), server_response.chunked, body.close)
+    except BaseException:
+        stream.close()
+        body.close()
+        raise
+    parked.start()
 
 
 @bp.record_once
@@ -55,6 +90,21 @@ def _subscription():
     rt = runtime()
     subscription = parse_subscription(request.args, rt.tables, rt.custom_topics)
     return visible_subscription(subscription, rt.registry.policy, g.principal)
+
+
+def _refuse_past_capacity() -> None:
+    """Answer 503 when this worker holds WORKER_CONNECTIONS streams already: parked streams
+    hold no slot of the server's, so the server alone would take them until files run out."""
+    rt = runtime()
+    held, most = len(rt.drain.streams), rt.config["WORKER_STREAMS"]
+    if held >= most:
+        raise ApiError(
+            503,
+            "at_capacity",
+            "This server holds as many streams as it can; try again shortly.",
+            {"streams": held, "limit": most},
+            headers={"Retry-After": "1"},
+        )
 
 
 def _bound_send_buffer(environ: dict) -> None:
@@ -71,6 +121,7 @@ def _bound_send_buffer(environ: dict) -> None:
 def stream():
     """Stream matching events: replay from the cursor, then live, with heartbeats."""
     subscription = _subscription()
+    _refuse_past_capacity()
     # A reconnecting EventSource sends Last-Event-ID but keeps the original URL.
     text = request.headers.get("Last-Event-ID") or request.args.get("cursor")
     cursor = parse_int(text, "cursor", low=0) if text else None

@@ -169,8 +169,19 @@ def _off_stack(read, *args):
     return gevent.spawn(read, *args).get()
 
 
+# What a live stream does after a wake: wait for the next, catch up from the log, or end.
+WAIT, CATCH_UP, END = "wait", "catch_up", "end"
+
+
 class Stream:
-    """One SSE response: its subscriber, cursor and counters."""
+    """One SSE response: its subscriber, cursor and counters.
+
+    Its life has three parts, each a method, so that one stream's driver can be a greenlet
+    of its own (iterating it, on any server) or the worker's loop (feed.parking, under
+    gunicorn): `opening` replays up to the head, each wake's `live` says what to write and
+    what comes next, `catch_up` reads from the log what the hub could not queue, and
+    `close` lets go of everything the stream holds.
+    """
 
     __slots__ = (
         "runtime",
@@ -180,6 +191,7 @@ class Stream:
         "subscriber",
         "principal",
         "credential",
+        "presence",
     )
 
     def __init__(
@@ -199,6 +211,7 @@ class Stream:
         )
         self.principal = principal
         self.credential = Credential(runtime.credentials, principal)
+        self.presence = None
 
     def _replay(self) -> Iterator[bytes]:
         """Send every matching logged event after the cursor, up to the head, in pages sized
@@ -215,79 +228,101 @@ class Stream:
             if at_head:
                 return
 
-    def __iter__(self) -> Iterator[bytes]:
-        """Yield the stream's bytes until the client goes away."""
-        runtime, hub, subscriber = self.runtime, self.runtime.hub, self.subscriber
-        config, credential = runtime.config, self.credential
+    def opening(self) -> Iterator[bytes]:
+        """Register the stream, then yield its opening, its replay and its `ready` block."""
+        runtime, subscriber, config = self.runtime, self.subscriber, self.runtime.config
         # Registered before the log is read, so nothing falls between replay and live.
-        hub.add(subscriber)
+        runtime.hub.add(subscriber)
         # The hub's shared copy: equal subscriptions of this process are one object.
         self.subscription = subscriber.subscription
-        credential.watch(subscriber)
+        self.credential.watch(subscriber)
         # Counted once registered, so the stream sees its own user's join.
         topics = tuple(self.subscription.topics)
-        presence = _off_stack(runtime.presence.opened, self.principal, topics)
+        self.presence = _off_stack(runtime.presence.opened, self.principal, topics)
         runtime.drain.opened(subscriber)
+        retry = config["RETRY_MS"] + random.randint(0, config["RETRY_JITTER_MS"])
+        opening = [sse.frame(retry=retry)]
+        reset = _off_stack(reset_for, runtime, self.subscription, self.cursor)
+        if reset is not None:
+            opening.append(_reset_frame(reset))
+            self.cursor = reset["cursor"]
+        elif self.cursor is None:
+            self.cursor = _off_stack(_head, runtime)
+        yield b"".join(opening)
+        yield from self._replay()
+        ready = {"cursor": self.cursor, "replayed": self.sent}
+        # The id moves a native EventSource's lastEventId past what replay scanned.
+        yield sse.frame(orjson.dumps(ready), id=self.cursor, event="ready")
+
+    def wait_seconds(self) -> float:
+        """Return how long the stream may wait for its next wake: a heartbeat's interval,
+        or less when its credential expires sooner."""
+        return self.credential.wait_at_most(self.runtime.config["HEARTBEAT_SECONDS"])
+
+    def live(self, woke: bool) -> tuple[list[bytes], str]:
+        """Answer one wake (or, when not `woke`, a wait that timed out): the frames to
+        write, and what comes next (WAIT, CATCH_UP or END)."""
+        subscriber = self.subscriber
+        ended = self.credential.ended(subscriber)
+        if let_go(ended):
+            # This worker stops or sheds streams: the client resumes on another.
+            return [self.runtime.drain.farewell(self.cursor)], END
+        if ended is not None:
+            # Nothing more for this credential; the client signs in again and resumes.
+            return [_auth_expired_frame(ended, self.cursor)], END
+        taken = subscriber.take(self.runtime.hub.head)
+        if taken is None:
+            return [], CATCH_UP
+        ids, frames = taken
+        # Only the frames still to write stay referenced while the socket drains.
+        del taken
+        # Ids ascend, so what replay already sent is a prefix of the queue.
+        if ids and ids[0] <= self.cursor:
+            frames = frames[bisect_right(ids, self.cursor) :]
+        if frames:
+            self.cursor = ids[-1]
+            self.sent += len(frames)
+            return frames, WAIT
+        if not woke:
+            self.cursor = max(self.cursor, subscriber.safe_cursor)
+            return [sse.heartbeat(self.cursor)], WAIT
+        return [], WAIT
+
+    def catch_up(self) -> Iterator[bytes]:
+        """Yield what the stream missed while it was too far behind to queue in memory, or
+        after the log was recreated: from the log, after a reset if its cursor left it."""
+        self.subscriber.overflowed = False
+        reset = _off_stack(reset_for, self.runtime, self.subscription, self.cursor)
+        if reset is not None:
+            self.cursor = reset["cursor"]
+            yield _reset_frame(reset)
+        yield from self._replay()
+
+    def close(self) -> None:
+        """Let go of the stream's presence, registrations and timer."""
+        runtime, subscriber = self.runtime, self.subscriber
+        runtime.presence.closed(self.presence)
+        self.presence = None
+        runtime.drain.closed(subscriber)
+        self.credential.unwatch(subscriber)
+        runtime.hub.remove(subscriber)
+        subscriber.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Yield the stream's bytes until the client goes away, waiting in this greenlet."""
+        subscriber = self.subscriber
         try:
-            retry = config["RETRY_MS"] + random.randint(0, config["RETRY_JITTER_MS"])
-            opening = [sse.frame(retry=retry)]
-            reset = _off_stack(reset_for, runtime, self.subscription, self.cursor)
-            if reset is not None:
-                opening.append(_reset_frame(reset))
-                self.cursor = reset["cursor"]
-            elif self.cursor is None:
-                self.cursor = _off_stack(_head, runtime)
-            yield b"".join(opening)
-            yield from self._replay()
-            ready = {"cursor": self.cursor, "replayed": self.sent}
-            # The id moves a native EventSource's lastEventId past what replay scanned.
-            yield sse.frame(orjson.dumps(ready), id=self.cursor, event="ready")
-            heartbeat = config["HEARTBEAT_SECONDS"]
+            yield from self.opening()
             while True:
-                woke = subscriber.wait(credential.wait_at_most(heartbeat))
-                ended = credential.ended(subscriber)
-                if let_go(ended):
-                    # This worker stops or sheds streams: the client resumes on another.
-                    yield runtime.drain.farewell(self.cursor)
-                    return
-                if ended is not None:
-                    # Nothing more for this credential; the client signs in again and resumes.
-                    yield _auth_expired_frame(ended, self.cursor)
-                    return
-                taken = subscriber.take(hub.head)
-                if taken is None:
-                    # It fell too far behind to queue in memory, or the log was recreated:
-                    # the log catches it up, after a reset if its cursor left the log.
-                    subscriber.overflowed = False
-                    reset = _off_stack(reset_for, runtime, self.subscription, self.cursor)
-                    if reset is not None:
-                        self.cursor = reset["cursor"]
-                        yield _reset_frame(reset)
-                    yield from self._replay()
-                    continue
-                ids, frames = taken
-                # Only the frames still to write stay referenced while the socket drains.
-                del taken
-                # Ids ascend, so what replay already sent is a prefix of the queue.
-                if ids and ids[0] <= self.cursor:
-                    frames = frames[bisect_right(ids, self.cursor) :]
+                frames, then = self.live(subscriber.wait(self.wait_seconds()))
                 if frames:
-                    self.cursor = ids[-1]
-                    self.sent += len(frames)
-                    # The usual few frames go out as one write, with no generator per wake.
-                    if len(frames) == 1 or sum(map(len, frames)) <= CHUNK_BYTES:
-                        yield b"".join(frames)
-                    else:
-                        yield from chunks(frames)
-                elif not woke:
-                    self.cursor = max(self.cursor, subscriber.safe_cursor)
-                    yield sse.heartbeat(self.cursor)
+                    yield from chunks(frames)
+                if then is END:
+                    return
+                if then is CATCH_UP:
+                    yield from self.catch_up()
         finally:
-            runtime.presence.closed(presence)
-            runtime.drain.closed(subscriber)
-            credential.unwatch(subscriber)
-            hub.remove(subscriber)
-            subscriber.close()
+            self.close()
 
 
 def poll(

@@ -149,20 +149,31 @@ class Subscriber:
         """Park the calling greenlet until something is queued or `seconds` pass; return
         whether something was queued."""
         if not self.woken:
-            timer = self.timer
-            if timer is None or self.timer_seconds != seconds:
-                if timer is not None:
-                    timer.close()
-                timer = self.timer = get_hub().loop.timer(seconds, seconds)
-                self.timer_seconds = seconds
-            # Restarts the countdown from now, in place: no allocation per wait.
-            timer.again(self._expire)
+            self._arm(seconds)
             self.parked = getcurrent()
             try:
                 get_hub().switch()
             finally:
                 self.parked = None
         return self.woken
+
+    def park(self, parked, seconds: float) -> None:
+        """Have `parked.switch()` called from the loop on the next wake, or once `seconds`
+        pass without one: a waiter with no greenlet of its own."""
+        self._arm(seconds)
+        self.parked = parked
+        if self.woken:
+            get_hub().loop.run_callback(self._resume)
+
+    def _arm(self, seconds: float) -> None:
+        timer = self.timer
+        if timer is None or self.timer_seconds != seconds:
+            if timer is not None:
+                timer.close()
+            timer = self.timer = get_hub().loop.timer(seconds, seconds)
+            self.timer_seconds = seconds
+        # Restarts the countdown from now, in place: no allocation per wait.
+        timer.again(self._expire)
 
     def _resume(self) -> None:
         # Scheduled by push; a no-op once the waiter took the queue and parked again.
@@ -176,7 +187,8 @@ class Subscriber:
             parked.switch()
 
     def close(self) -> None:
-        """Release the wait timer."""
+        """Release the wait timer; nothing parked is called any more."""
+        self.parked = None
         if self.timer is not None:
             self.timer.close()
             self.timer = None

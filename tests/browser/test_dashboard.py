@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ..identities import make_user, sign_in_browser
+from ..monitor_tools import metric_values
 from .conftest import (
     ARTIFACTS,
     db_stock,
@@ -149,13 +150,19 @@ def test_tabs_share_one_stream_and_hand_it_over(seeded, start_server, browser, t
     for page in rest:
         wait_stock(page, db_stock(server.url))
     assert len(seen) == 2
-    context.close()
-    # A stream is logged when it ends: the server notices closed tabs at the next heartbeat.
-    deadline = time.monotonic() + 10
-    while len(logged_streams(access_log)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)
     assert len(logged_streams(access_log)) == 2
+    context.close()
+    # The server notices closed tabs at the next heartbeat: no stream is left open.
+    deadline = time.monotonic() + 10
+    while open_streams(server.url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open_streams(server.url) == 0
+    assert len(logged_streams(access_log)) == 2
+
+
+def open_streams(url: str) -> float:
+    """Return how many streams the server holds open."""
+    return metric_values(url)["tidings_connections{transport=sse}"]
 
 
 def logged_streams(access_log) -> list[str]:

@@ -1,0 +1,63 @@
+"""Live streams parked on the worker's loop, and on a greenlet of their own (PARK_STREAMS=0):
+both replay, go live, beat and end the same; parked ones hold none of the server's slots,
+and a worker full of streams answers 503."""
+
+import time
+
+import pytest
+
+from .delivery_tools import create_bread_types, head, next_change, sell
+from .servers import http
+from .sse import SseStream
+
+
+@pytest.mark.parametrize("parked", ["1", "0"])
+def test_a_stream_replays_goes_live_beats_and_is_let_go_either_way(start_server, parked):
+    server = start_server(workers=1, HEARTBEAT_SECONDS="0.5", PARK_STREAMS=parked)
+    bread = create_bread_types(server.url, 1)[0]
+    start = head(server.url)
+    logged = [sell(server.url, bread, "morning") for _ in range(3)]
+    with SseStream(server.url, "topics=sales_logs", last_event_id=str(start)) as stream:
+        blocks = stream.until("ready")
+        assert [int(b.id) for b in blocks if b.event == "change"] == logged
+        live = sell(server.url, bread, "evening")
+        assert next_change(stream, 5)["id"] == live
+        # Nothing new: the next block is a heartbeat, an id-only block at the cursor (past
+        # the sale's other events, on topics not followed here).
+        beat = stream.next()
+        assert (beat.event, beat.data) == (None, None)
+        assert int(beat.id) >= live
+        # A stopping server lets it go: a last block with the cursor and a retry, then
+        # the response ends cleanly (a cut connection would raise here instead).
+        server.terminate()
+        rest = list(stream.blocks)
+    # Heartbeats, then the farewell: id-only blocks at the cursor, the last with a retry.
+    assert {(b.event, b.data, int(b.id)) for b in rest} == {(None, None, int(beat.id))}
+    assert rest[-1].retry is not None
+
+
+def test_parked_streams_hold_no_server_slot_and_a_full_worker_answers_503(start_server):
+    server = start_server(workers=1, WORKER_CONNECTIONS="3")
+    streams = [SseStream(server.url, "topics=bread_types") for _ in range(3)]
+    try:
+        for stream in streams:
+            stream.until("ready")
+        # gunicorn takes 3 connections at once: these are answered because none holds one.
+        assert http(server.url).get(f"{server.url}/healthz", timeout=5).status_code == 200
+        refused = http(server.url).get(f"{server.url}/stream?topics=bread_types", timeout=5)
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.json()["error"] == "at_capacity"
+        assert refused.json()["details"] == {"streams": 3, "limit": 3}
+    finally:
+        for stream in streams:
+            stream.close()
+    # A parked stream notices at once that its client hung up, and its place frees.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        answer = http(server.url).get(f"{server.url}/stream?topics=bread_types", stream=True)
+        answer.close()
+        if answer.status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError("closed streams never freed their places")

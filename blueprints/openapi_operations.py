@@ -42,6 +42,10 @@ ERRORS = {
     429: "Over a rate limit: retry after Retry-After seconds.",
     503: "A dependency (database, Redis) is down: retry soon.",
 }
+AT_CAPACITY = (
+    "A dependency is down, or this worker holds WORKER_CONNECTIONS streams: retry after "
+    "Retry-After."
+)
 # Every signed-in route may meet these.
 SIGNED_IN = (401, 403, 429, 503)
 BODY = (400, 413, 415)
@@ -151,7 +155,7 @@ def stream(table: LiveTable | None, ctx: Context) -> dict:
     header = param("Last-Event-ID", "header", STRING, "Resume after this id; wins over cursor=.")
     return operation(
         SUBSCRIBE,
-        responses({200: events}, 400, *SIGNED_IN),
+        responses({200: events, 503: ok(ref("Error"), AT_CAPACITY)}, 400, *SIGNED_IN[:-1]),
         parameters=[*_subscription(ctx), header],
     )
 

@@ -24,6 +24,24 @@ _CONFLATED_FIRST = (frozenset({"low"}), frozenset({"low", "normal"}))
 _DATA = b"\ndata: "
 
 
+# Subscribers woken since the loop last ran: one loop callback resumes them all, instead
+# of one callback each (measured: scheduling one costs ~1.1 us, a list append ~0.3 us).
+_woken: list["Subscriber"] = []
+
+
+def _resume_soon(subscriber: "Subscriber") -> None:
+    if not _woken:
+        get_hub().loop.run_callback(_resume_woken)
+    _woken.append(subscriber)
+
+
+def _resume_woken() -> None:
+    global _woken
+    batch, _woken = _woken, []
+    for subscriber in batch:
+        subscriber._resume()
+
+
 def row_key(frame: bytes) -> tuple[str, object] | None:
     """Return the (topic, primary key) a change frame is about; None for custom topics."""
     data = orjson.loads(frame[frame.index(_DATA) + len(_DATA) : -2])
@@ -143,7 +161,7 @@ class Subscriber:
         if not self.woken:
             self.woken = True
             if self.parked is not None:
-                get_hub().loop.run_callback(self._resume)
+                _resume_soon(self)
 
     def wait(self, seconds: float) -> bool:
         """Park the calling greenlet until something is queued or `seconds` pass; return
@@ -163,7 +181,7 @@ class Subscriber:
         self._arm(seconds)
         self.parked = parked
         if self.woken:
-            get_hub().loop.run_callback(self._resume)
+            _resume_soon(self)
 
     def _arm(self, seconds: float) -> None:
         timer = self.timer

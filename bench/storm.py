@@ -19,6 +19,8 @@ import json
 import os
 import random
 import re
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -48,9 +50,15 @@ LIVE_SOURCE = 100
 DEADLINE_SECONDS = 90
 TARGET_SECONDS = 10
 TARGET_P99_MS = 250
+# Set to a directory, each server process is sampled by py-spy through the storm, its stacks
+# written there (collapsed, one file per process); PY_SPY names the py-spy to run.
+PROFILE_VARIABLE = "TIDINGS_BENCH_STORM_PROFILE"
 # When an attempt fails before its answer carried a `retry:`, the client waits what it was
 # told before the storm: Tidings' default RETRY_MS plus its jitter.
 RETRY_SECONDS = (2.0, 5.0)
+
+# The quantiles of the time to catch up reported by each storm process: p10, p50, p90.
+QUANTILES = (0.1, 0.5, 0.9)
 
 CHANGE_ID = re.compile(rb"id: (\d+)\nevent: change\n")
 RETRY = re.compile(rb"retry: (\d+)\n")
@@ -161,12 +169,17 @@ class Storm:
         for client in self.clients:
             self.connect(client)
         await asyncio.wait([c.finished for c in self.clients], timeout=DEADLINE_SECONDS)
-        done = [c.done_at - at for c in self.clients if c.done_at]
+        done = sorted(c.done_at - at for c in self.clients if c.done_at)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         connects = sorted(c.connect_seconds for c in self.clients)
         return {
             "clients": count,
             "caught_up": len(done),
             "last_caught_up_seconds": round(max(done, default=float("nan")), 3),
+            "caught_up_seconds": [round(done[int(q * (len(done) - 1))], 3) for q in QUANTILES]
+            if done
+            else None,
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
             "launch_seconds": round(started - at, 3),
             "wrong_or_repeated": sum(c.bad for c in self.clients),
             "attempts": sum(c.attempts for c in self.clients),
@@ -294,7 +307,25 @@ def _backlog(url: str, events: int) -> tuple[int, list[int]]:
     return cursor, expected
 
 
-def _storm_against(server, clients: int, events: int, live: int, processes: int) -> dict:
+def _profilers(name: str, pids: list[int]) -> list[subprocess.Popen]:
+    """Start py-spy on each server process when TIDINGS_BENCH_STORM_PROFILE names a directory."""
+    directory = os.environ.get(PROFILE_VARIABLE)
+    if not directory:
+        return []
+    os.makedirs(directory, exist_ok=True)
+    spy = os.environ.get("PY_SPY", "py-spy")
+    return [
+        subprocess.Popen(
+            [spy, "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--rate", "50",
+             "--output", os.path.join(directory, f"{name}-{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]  # fmt: skip
+
+
+def _storm_against(name: str, server, clients: int, events: int, live: int, processes: int) -> dict:
     """Run one storm against a started server (Tidings or the ceiling); return its figures."""
     url = server.url
     cursor, expected = _backlog(url, events)
@@ -309,6 +340,7 @@ def _storm_against(server, clients: int, events: int, live: int, processes: int)
             pids = server.worker_pids()
             cpu = sum(map(cpu_seconds, pids))
             load = os.getloadavg()[0]
+            profilers = _profilers(name, pids)
             at = time.time() + 1
             for process in crowd:
                 process.go({"cursor": cursor, "expected": expected, "at": at})
@@ -319,6 +351,9 @@ def _storm_against(server, clients: int, events: int, live: int, processes: int)
             stop.set()
             publisher.join()
             cpu = sum(map(cpu_seconds, pids)) - cpu
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=30)
             received = swarm.report(sent[0], timeout=15)
         finally:
             for process in crowd:
@@ -336,6 +371,9 @@ def _storm_against(server, clients: int, events: int, live: int, processes: int)
         "retries": sum(p["attempts"] for p in parts) - clients,
         "connect_seconds_max": max(p["connect_seconds_max"] for p in parts),
         "launch_seconds_max": max(p["launch_seconds"] for p in parts),
+        # Each storm process's p10, p50 and p90 of the time to catch up, and its CPU.
+        "caught_up_seconds_by_process": [p["caught_up_seconds"] for p in parts],
+        "storm_cpu_seconds": round(sum(p["cpu_seconds"] for p in parts), 1),
         "server_cpu_seconds": round(cpu, 1),
         "load_average_before": round(load, 2),
         "live": {
@@ -368,10 +406,10 @@ def storm(
     servers = {}
     env = {"TOPICS": "bench,live", "WORKER_CONNECTIONS": str(clients + 2 * live), **env}
     with BenchServer(workers=workers, **env) as server:
-        servers["tidings"] = _storm_against(server, clients, events, live, processes)
+        servers["tidings"] = _storm_against("tidings", server, clients, events, live, processes)
     _print("tidings", servers["tidings"])
     with ReplayCeiling() as ceiling:
-        servers["ceiling"] = _storm_against(ceiling, clients, events, live, processes)
+        servers["ceiling"] = _storm_against("ceiling", ceiling, clients, events, live, processes)
     _print("ceiling", servers["ceiling"])
     tidings, ceiling = servers["tidings"], servers["ceiling"]
     ratio = (
@@ -403,8 +441,10 @@ def _print(name: str, figures: dict) -> None:
         f"{figures['seconds']} s; {figures['wrong_or_repeated']} wrong or repeated; failed "
         f"attempts {figures['failed_attempts'] or 'none'} ({figures['retries']} retries); "
         f"slowest connect {figures['connect_seconds_max']} s; server CPU "
-        f"{figures['server_cpu_seconds']} s; live p50 {live['p50_ms']} ms, p99 "
-        f"{live['p99_ms']} ms, worst missed {live['missed_by_the_worst']} of {live['events']}"
+        f"{figures['server_cpu_seconds']} s, storm processes' {figures['storm_cpu_seconds']} s; "
+        f"p10/p50/p90 by process {figures['caught_up_seconds_by_process']}; live p50 "
+        f"{live['p50_ms']} ms, p99 {live['p99_ms']} ms, worst missed "
+        f"{live['missed_by_the_worst']} of {live['events']}"
     )
 
 

@@ -21,21 +21,27 @@ if TYPE_CHECKING:
     from .ring import Ring
 
 Page = tuple[list[bytes], int, bool]
-# Pages kept, the least recently asked for going first: a storm needs a few per cursor.
+# Pages kept, and the bytes of their frames, the least recently asked for going first: a
+# storm needs a few pages per cursor; a page of large rows may not be kept at all.
 PAGES = 32
+PAGE_BYTES = 4 << 20
 
 
 class Replays:
     """A small memo of rendered replay pages of one ring."""
 
-    def __init__(self, pages: int = PAGES) -> None:
+    def __init__(self, pages: int = PAGES, max_bytes: int = PAGE_BYTES) -> None:
         self.pages = pages
-        # (id of the subscription, cursor, page size) -> (subscription, generation, head, page)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        # (id of the subscription, cursor, page size)
+        #   -> (subscription, generation, head, bytes, page)
         self.held: OrderedDict[tuple[int, int, int], tuple] = OrderedDict()
 
     def clear(self) -> None:
         """Forget every page (the ring started again)."""
         self.held.clear()
+        self.bytes = 0
 
     def page(
         self,
@@ -52,16 +58,25 @@ class Replays:
         key = (id(subscription), after, size)
         held = self.held.get(key)
         if held is not None:
-            owner, made_in, made_at, (frames, position, at_head) = held
+            owner, made_in, made_at, _, (frames, position, at_head) = held
             if owner is subscription and made_in == generation and (not at_head or made_at == head):
                 self.held.move_to_end(key)
                 # A page read from the ring all the same, as the ring's readers count them.
                 ring.hits += 1
                 return list(frames), position, at_head
         frames, position, at_head = render()
-        # Holding the subscription keeps its id from being reused by another while held.
-        self.held[key] = (subscription, generation, head, (list(frames), position, at_head))
-        self.held.move_to_end(key)
-        if len(self.held) > self.pages:
-            self.held.popitem(last=False)
+        self._forget(key)
+        weight = sum(map(len, frames))
+        if weight <= self.max_bytes:
+            # Holding the subscription keeps its id from being reused by another while held.
+            page = (list(frames), position, at_head)
+            self.held[key] = (subscription, generation, head, weight, page)
+            self.bytes += weight
+            while len(self.held) > self.pages or self.bytes > self.max_bytes:
+                self._forget(next(iter(self.held)))
         return frames, position, at_head
+
+    def _forget(self, key: tuple[int, int, int]) -> None:
+        held = self.held.pop(key, None)
+        if held is not None:
+            self.bytes -= held[3]

@@ -10,6 +10,7 @@ from feed.delivery import _replay_page
 from feed.filters import Subscription, TopicView
 from feed.hub import Hub, Subscriber, render_frame
 from feed.log import Event
+from feed.replays import Replays
 from feed.ring import Ring
 
 
@@ -92,3 +93,18 @@ def test_a_ring_started_again_renders_its_own_events():
         runtime.hub.deliver(_event(n, store=7))
     after = _replay_page(runtime, subscription, 0, 100)
     assert after[0] == _own(runtime, subscription, 0, 100) and after[0] != before[0]
+
+
+def test_the_pages_kept_stay_within_their_bytes():
+    runtime = _runtime(200)
+    ring = runtime.hub.ring
+    ring.replays = Replays(max_bytes=4000)
+    subscription = _shared(runtime)
+    for after in range(0, 200, 10):
+        page = _replay_page(runtime, subscription, after, 10)
+        assert page[0] == _own(runtime, subscription, after, 10)
+        assert 0 < ring.replays.bytes <= 4000
+    # A page larger than the budget is answered, not kept.
+    frames = _replay_page(runtime, subscription, 0, 200)[0]
+    assert frames == _own(runtime, subscription, 0, 200) and sum(map(len, frames)) > 4000
+    assert ring.replays.bytes <= 4000

@@ -19,6 +19,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
 # Each open stream is one connection; the process file limit is the real ceiling.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
+# Connections the kernel queues until a worker accepts them: clients that reconnect at once
+# (a restart, a network blip) beyond it wait for retransmitted SYNs, or are reset. The kernel
+# caps it at net.core.somaxconn.
+backlog = int(os.environ.get("LISTEN_BACKLOG", "4096"))
 timeout = 30
 # A stopped worker lets its streams go at once (worker.drain_on_stop); this bounds the
 # requests still in flight.
@@ -60,9 +64,9 @@ def on_starting(server):
     from app import create_app
 
     # Workers inherit the limit: each open stream is one file.
-    warning = worker.make_room_for(worker_connections)
-    if warning:
-        server.log.warning(warning)
+    for warning in (worker.make_room_for(worker_connections), worker.check_backlog(backlog)):
+        if warning:
+            server.log.warning(warning)
 
     # The master keeps in-memory figures; only workers write the shared files.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

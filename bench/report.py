@@ -111,6 +111,32 @@ def _sweep(record: dict) -> list[str]:
     return lines
 
 
+def _storm(record: dict) -> list[str]:
+    """Return the reconnect storm's table: one row per server, and the ratio."""
+    lines = [
+        "| server | caught up | seconds until all caught up (exactly once, in order) | wrong or "
+        "repeated | failed attempts | retries | slowest connect s | server CPU s | live p50 ms "
+        "| live p99 ms | live events missed | load average before |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, server in record["servers"].items():
+        live = server["live"]
+        lines.append(
+            f"| {name} | {server['caught_up']:,} of {server['clients']:,} | {server['seconds']} | "
+            f"{server['wrong_or_repeated']} | {server['failed_attempts'] or 'none'} | "
+            f"{server['retries']} | {server['connect_seconds_max']} | "
+            f"{server['server_cpu_seconds']} | {live['p50_ms']} | {live['p99_ms']} | "
+            f"{live['missed_by_the_worst']} of {live['events']} | {server['load_average_before']} |"
+        )
+    target = record["target"]
+    return lines + [
+        "",
+        f"Tidings / ceiling time: **{record['tidings_time_of_ceiling']}**; target ≤ "
+        f"{target['seconds']} s, no failed attempt, live p99 ≤ {target['live_p99_ms']} ms: "
+        f"{'met' if record['met'] else 'not met'}.",
+    ]
+
+
 def plot(record: dict) -> None:
     """Draw deliveries/s and p99 against the publish rate, one line per server."""
     figure, (rate_axis, p99_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -153,6 +179,9 @@ def write() -> Path:
         if name == "fanout_sweep":
             plot(record)
             lines += _sweep(record)
+            continue
+        if name == "storm":
+            lines += _storm(record)
             continue
         lines += ["| figure | value |", "|---|---|"]
         lines += [f"| {key} | {json.dumps(value)} |" for key, value in headlines(record)]

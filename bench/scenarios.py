@@ -15,6 +15,7 @@ from .scale import scale
 from .server import BenchServer, rss_bytes
 from .slow_clients import slow_clients
 from .step import TARGET_LATENCY_MS, healthy, measure, print_step
+from .storm import storm
 from .swarm import SwarmProcess
 
 
@@ -241,4 +242,5 @@ SCENARIOS = {
     "scale": scale,
     "long_poll": long_poll,
     "fanout_sweep": fanout_sweep,
+    "storm": storm,
 }

@@ -124,9 +124,17 @@ def _replay_page(
     runtime: FeedRuntime, subscription: Subscription, after: int, page: int
 ) -> tuple[list[bytes], int, bool]:
     """Read one replay page after a cursor; return its frames (the events themselves are
-    let go), the position reached, and whether that position is the head."""
-    matches, position, at_head = _scan(runtime, subscription, after, page)
-    return [render_frame(event, view, op) for event, view, op in matches], position, at_head
+    let go), the position reached, and whether that position is the head. Streams of the
+    same shared subscription replaying the same page of the ring share its frames."""
+    ring = runtime.hub.ring
+
+    def render() -> tuple[list[bytes], int, bool]:
+        matches, position, at_head = _scan(runtime, subscription, after, page)
+        return [render_frame(event, view, op) for event, view, op in matches], position, at_head
+
+    if not ring.holds(after):
+        return render()
+    return ring.replays.page(ring, subscription, after, page, render)
 
 
 def _next_page(frames: list[bytes], page: int) -> int:

@@ -15,6 +15,7 @@ from itertools import islice
 from operator import attrgetter
 
 from .log import Event
+from .replays import Replays
 
 # What the ring is ordered by, for bisect.
 _ID = attrgetter("id")
@@ -33,6 +34,10 @@ class Ring:
         # Every event after the floor up to the head is held; None until the head is known.
         self.floor: int | None = None
         self.head = 0
+        # Counts the runs of events the ring began: the same ids in another run are other events.
+        self.generation = 0
+        # Rendered replay pages of this run, shared by streams that read the same one.
+        self.replays = Replays()
         # Pages read from the ring, and from the log instead, counted by the readers.
         self.hits = 0
         self.misses = 0
@@ -43,6 +48,8 @@ class Ring:
         self.arrived.clear()
         self.bytes = 0
         self.floor = self.head = head
+        self.generation += 1
+        self.replays.clear()
 
     def add(self, event: Event) -> None:
         """Hold the next event, dropping the oldest past the bounds."""

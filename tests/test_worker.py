@@ -1,10 +1,12 @@
-"""The worker's sendall: whatever the kernel takes at once, the rest follows, nothing lost."""
+"""The worker's tuning: a sendall that loses nothing, the file limit and listen backlog sized
+for the connections (or a warning), and connections accepted in bursts."""
 
 import subprocess
 import sys
 
 import gevent
 from gevent import socket
+from gevent.server import StreamServer
 
 import worker
 
@@ -57,3 +59,27 @@ def test_a_hard_file_limit_below_the_connections_is_warned_of():
     assert int(soft) == 1024
     assert "RLIMIT_NOFILE caps each worker at about 960 connections" in warning
     assert "WORKER_CONNECTIONS=10000" in warning
+
+
+def test_a_backlog_the_kernel_caps_is_warned_of(tmp_path):
+    somaxconn = tmp_path / "somaxconn"
+    somaxconn.write_text("4096\n")
+    assert worker.check_backlog(4096, str(somaxconn)) is None
+    warning = worker.check_backlog(10_000, str(somaxconn))
+    assert "net.core.somaxconn=4096 caps the listen backlog" in warning
+    assert "LISTEN_BACKLOG=10000" in warning
+    assert worker.check_backlog(10_000, str(tmp_path / "absent")) is None
+
+
+def test_the_server_warns_at_start_up_of_a_capped_backlog(start_server):
+    with open(worker.SOMAXCONN) as limit:
+        above = int(limit.read()) + 1
+    server = start_server(LISTEN_BACKLOG=str(above))
+    assert f"LISTEN_BACKLOG={above}" in server.output()
+
+
+def test_a_worker_accepts_a_burst_of_connections_per_turn():
+    server = worker.BurstServer(("127.0.0.1", 0), handle=lambda sock, address: None)
+    # What gunicorn sets for more than one worker: one connection per turn of the loop.
+    server.max_accept = 1
+    assert server.max_accept == StreamServer.max_accept > 1

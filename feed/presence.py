@@ -19,7 +19,9 @@ from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING
 
+import gevent
 import redis
+from gevent.event import AsyncResult
 from gevent.queue import Empty, Queue
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -160,7 +162,8 @@ class Presence:
     """Join and leave events, and the roster, from this process's open streams.
 
     A stream's open holds its entry (and appends its user's join) in the stream's own request,
-    so the roster shows it once the stream is ready. A stream's close may run anywhere — even
+    so the roster shows it once the stream is ready; streams opening together share one
+    round trip. A stream's close may run anywhere — even
     inside another greenlet's write transaction, when a dropped stream is finalized by the
     garbage collector — so it only queues its release for this process's presence greenlet:
     it never waits on Redis or on the database's write lock.
@@ -198,6 +201,8 @@ class Presence:
         self._open: dict[str, Entry] = {}
         # Releases queued by closing streams, for the presence greenlet.
         self._work: Queue = Queue()
+        # Entries of opening streams waiting for the next batch to hold them.
+        self._holds: list[tuple[Entry, AsyncResult]] = []
 
     def _keys(self, user_id) -> list[str]:
         return [
@@ -242,8 +247,30 @@ class Presence:
             self._announce("leave", *info)
 
     def _held(self, entry: Entry) -> None:
-        """Hold an entry; announce a join when it is its user's first."""
-        self._joined(entry, self._hold(*self._hold_call(entry, self._now())))
+        """Hold an entry, in one round trip with the other streams opening meanwhile;
+        announce a join when it is its user's first."""
+        held = AsyncResult()
+        if not self._holds:
+            gevent.spawn(self._hold_batch)
+        self._holds.append((entry, held))
+        self._joined(entry, held.get())
+
+    def _hold_batch(self) -> None:
+        """Hold every entry queued since the last batch: one clock read, one pipeline (a
+        reconnect storm opens thousands of streams at once; a few pooled connections)."""
+        batch, self._holds = self._holds, []
+        try:
+            now = self._now()
+            with self.client.pipeline(transaction=False) as pipe:
+                for entry, _ in batch:
+                    self._hold(*self._hold_call(entry, now), client=pipe)
+                results = pipe.execute()
+        except BaseException as error:
+            for _, held in batch:
+                held.set_exception(error)
+            return
+        for (_, held), result in zip(batch, results, strict=True):
+            held.set(result)
 
     def _hold_call(self, entry: Entry, now: float) -> tuple[list, list]:
         """Return the keys and arguments that hold or renew an entry at `now`."""

@@ -69,10 +69,10 @@ class Feed:
             transport.write(chunk)
 
 
-class Connection(asyncio.Protocol):
-    """One client connection: a stream, or keep-alive publish requests."""
+class HttpConnection(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 connection cut into requests: enough for the bench's clients."""
 
-    def __init__(self, feed: Feed):
+    def __init__(self, feed):
         self.feed = feed
         self.buffer = b""
 
@@ -82,23 +82,35 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            head = self.buffer[:end].split(b"\r\n")
-            length = next(
-                (int(h.split(b":", 1)[1]) for h in head if h.lower().startswith(b"content-length")),
-                0,
+            lines = self.buffer[:end].split(b"\r\n")
+            headers = dict(
+                (name.strip().lower(), value.strip())
+                for name, _, value in (line.partition(b":") for line in lines[1:])
             )
+            length = int(headers.get(b"content-length", 0))
             if len(self.buffer) < end + 4 + length:
                 return
             body = self.buffer[end + 4 : end + 4 + length]
             self.buffer = self.buffer[end + 4 + length :]
-            method, target = head[0].split(b" ")[:2]
-            if method == b"GET" and target.startswith(b"/stream"):
-                self.transport.write(STREAM_HEAD)
-                self.feed.streams.add(self.transport)
-            elif method == b"POST" and target == b"/api/publish":
-                asyncio.ensure_future(self.feed.publish(self.transport, body))
-            else:
-                self.transport.write(NOT_FOUND)
+            method, target = lines[0].split(b" ")[:2]
+            self.request(method, target, headers, body)
+
+    def request(self, method: bytes, target: bytes, headers: dict, body: bytes) -> None:
+        """Answer one request."""
+        raise NotImplementedError
+
+
+class Connection(HttpConnection):
+    """One client connection: a stream, or keep-alive publish requests."""
+
+    def request(self, method: bytes, target: bytes, headers: dict, body: bytes) -> None:
+        if method == b"GET" and target.startswith(b"/stream"):
+            self.transport.write(STREAM_HEAD)
+            self.feed.streams.add(self.transport)
+        elif method == b"POST" and target == b"/api/publish":
+            asyncio.ensure_future(self.feed.publish(self.transport, body))
+        else:
+            self.transport.write(NOT_FOUND)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.feed.streams.discard(self.transport)

@@ -18,12 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import uvloop
 
+from .ceiling import NOT_FOUND, HttpConnection
+
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
     b"Connection: close\r\n\r\n"
 )
 READY = b"event: ready\ndata: {}\n\n"
-NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 # The listen backlog: the kernel caps it at net.core.somaxconn.
 BACKLOG = 65535
 
@@ -89,41 +90,21 @@ def _json(status: int, body: dict) -> bytes:
     )
 
 
-class Connection(asyncio.Protocol):
+class Connection(HttpConnection):
     """One client connection: a stream, or keep-alive requests."""
 
-    def __init__(self, feed: Feed):
-        self.feed = feed
-        self.buffer = b""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
-            lines = self.buffer[:end].split(b"\r\n")
-            headers = dict(
-                (name.strip().lower(), value.strip())
-                for name, _, value in (line.partition(b":") for line in lines[1:])
-            )
-            length = int(headers.get(b"content-length", 0))
-            if len(self.buffer) < end + 4 + length:
-                return
-            body = self.buffer[end + 4 : end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length :]
-            method, target = lines[0].split(b" ")[:2]
-            parts = urlsplit(target.decode())
-            query = parse_qs(parts.query)
-            if method == b"GET" and parts.path == "/stream":
-                cursor = int(headers.get(b"last-event-id", query.get("cursor", ["0"])[0]))
-                self.feed.stream(self.transport, query, cursor)
-            elif method == b"POST" and parts.path == "/api/publish":
-                self.transport.write(self.feed.publish(body))
-            elif method == b"GET" and parts.path == "/api/changes":
-                self.transport.write(self.feed.changes(query))
-            else:
-                self.transport.write(NOT_FOUND)
+    def request(self, method: bytes, target: bytes, headers: dict, body: bytes) -> None:
+        parts = urlsplit(target.decode())
+        query = parse_qs(parts.query)
+        if method == b"GET" and parts.path == "/stream":
+            cursor = int(headers.get(b"last-event-id", query.get("cursor", ["0"])[0]))
+            self.feed.stream(self.transport, query, cursor)
+        elif method == b"POST" and parts.path == "/api/publish":
+            self.transport.write(self.feed.publish(body))
+        elif method == b"GET" and parts.path == "/api/changes":
+            self.transport.write(self.feed.changes(query))
+        else:
+            self.transport.write(NOT_FOUND)
 
     def connection_lost(self, exc: Exception | None) -> None:
         for topic in self.feed.topics.values():

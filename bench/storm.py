@@ -35,7 +35,7 @@ from tests.servers import free_port
 
 from .publisher import bench_event, send_paced
 from .server import BenchServer, authorization, cpu_seconds
-from .swarm import TOKEN_VARIABLE, SwarmProcess, admin_token
+from .swarm import TOKEN_VARIABLE, SwarmProcess, admin_token, end_child
 
 CLIENTS = 10_000
 EVENTS = 1_000
@@ -260,14 +260,7 @@ class StormProcess:
 
     def close(self) -> None:
         """Close its clients and wait for it to end."""
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
+        end_child(self.process)
 
 
 class ReplayCeiling:

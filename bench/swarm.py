@@ -245,6 +245,21 @@ def _answer(figures: dict) -> None:
     sys.stdout.flush()
 
 
+def end_child(process: subprocess.Popen, last_words: str = "") -> None:
+    """Tell a load process to stop (closing its stdin after `last_words`), wait for it,
+    and kill it when it does not end in 30 s."""
+    if process.poll() is None:
+        if last_words:
+            process.stdin.write(last_words)
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    process.stdout.close()
+
+
 class SwarmProcess:
     """The handle the scenarios hold: starts the swarm process and exchanges its JSON lines."""
 
@@ -287,15 +302,7 @@ class SwarmProcess:
 
     def close(self) -> None:
         """Close the streams and wait for the process to end."""
-        if self.process.poll() is None:
-            self.process.stdin.write("close\n")
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdout.close()
+        end_child(self.process, "close\n")
 
     def __enter__(self) -> "SwarmProcess":
         self.wait_opened()

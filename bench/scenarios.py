@@ -16,6 +16,7 @@ from .server import BenchServer, rss_bytes
 from .slow_clients import slow_clients
 from .step import TARGET_LATENCY_MS, healthy, measure, print_step
 from .swarm import SwarmProcess
+from .writes import writes
 
 
 def throughput(
@@ -241,4 +242,5 @@ SCENARIOS = {
     "scale": scale,
     "long_poll": long_poll,
     "fanout_sweep": fanout_sweep,
+    "writes": writes,
 }

@@ -85,8 +85,13 @@ class GroupCommit:
             with self.transactions.write() as session:
                 # Taken once the transaction is open: what arrived during the wait joins.
                 group = self._take()
-                for write in group:
-                    _apply(session, write)
+                if len(group) == 1:
+                    # Alone, a write needs no savepoint: its error rolls the transaction back.
+                    _act_for(session, group[0])
+                    group[0].result = group[0].work(session)
+                else:
+                    for write in group:
+                        _apply(session, write)
         except BaseException as error:
             # No transaction, or its commit failed: no write of the group is stored.
             group = group or self._take()
@@ -116,10 +121,15 @@ class GroupCommit:
 def _apply(session: Session, write: _Write) -> None:
     """Apply one write in a savepoint; on error roll back to it and keep the error (the
     capture forgets the savepoint's events)."""
-    session.info[MUTATION] = write.mutation
-    session.info[PRINCIPAL] = write.principal
+    _act_for(session, write)
     try:
         with session.begin_nested():
             write.result = write.work(session)
     except Exception as error:
         write.error = error
+
+
+def _act_for(session: Session, write: _Write) -> None:
+    """Name the write's Idempotency-Key and principal to the session's hooks."""
+    session.info[MUTATION] = write.mutation
+    session.info[PRINCIPAL] = write.principal

@@ -104,8 +104,10 @@ class Capture:
 
     def append(self, session: Session, bodies: list[dict]) -> list[Event]:
         """Append events in the session's transaction; they are handed on at commit."""
-        appended = self.log.append(session.connection(), bodies)
-        session.info.setdefault(APPENDED, []).extend(appended)
+        so_far = session.info.setdefault(APPENDED, [])
+        last = so_far[-1].id if so_far else None
+        appended = self.log.append(session.connection(), bodies, after=last)
+        so_far.extend(appended)
         return appended
 
     def _after_begin(self, session: Session, transaction: SessionTransaction) -> None:

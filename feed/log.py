@@ -164,16 +164,18 @@ class EventLog:
         conn.execute(self.table.delete())
         return epoch
 
-    def append(self, conn: sa.Connection, events: list[dict]) -> list[Event]:
-        """Give the events the next ids, insert them, and return them."""
-        if conn.dialect.name == "postgresql":
-            # Held to commit, so ids are handed out in commit order with no holes.
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
-        epoch, head = self._position(conn)
-        if epoch_of(head + len(events)) != epoch:
-            # The epoch's counter is used up: go on in a new range, as another log.
-            epoch = self.renew(conn, epoch)
-            head = first_id(epoch)
+    def append(
+        self, conn: sa.Connection, events: list[dict], *, after: int | None = None
+    ) -> list[Event]:
+        """Give the events the next ids, insert them, and return them.
+
+        `after` is the last id this transaction appended, if it did: then it is the head,
+        and on PostgreSQL the ordering lock is held already.
+        """
+        if after is not None and epoch_of(after + len(events)) == epoch_of(after):
+            head = after
+        else:
+            head = self._reserve(conn, len(events))
         now = time.time()
         appended, rows = [], []
         for offset, data in enumerate(events, start=1):
@@ -190,6 +192,17 @@ class EventLog:
             )
         conn.execute(self.table.insert(), rows)
         return appended
+
+    def _reserve(self, conn: sa.Connection, count: int) -> int:
+        """Take the ordering lock and return the head `count` new ids follow."""
+        if conn.dialect.name == "postgresql":
+            # Held to commit, so ids are handed out in commit order with no holes.
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
+        epoch, head = self._position(conn)
+        if epoch_of(head + count) != epoch:
+            # The epoch's counter is used up: go on in a new range, as another log.
+            head = first_id(self.renew(conn, epoch))
+        return head
 
     def _position(self, conn: sa.Connection) -> tuple[int, int]:
         """Return the epoch and the head (the epoch's first id while it has no event)."""

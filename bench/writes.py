@@ -80,7 +80,7 @@ def hammer(url: str, seconds: float, writers: int = WRITERS) -> dict:
     host, port = url.split("//", 1)[1].split(":")
     headers = {"Content-Type": "application/json", **authorization(url)}
     took: list[float] = []
-    statuses: dict[int, int] = {}
+    statuses: dict[int | str, int] = {}
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
 
@@ -91,13 +91,19 @@ def hammer(url: str, seconds: float, writers: int = WRITERS) -> dict:
             while time.monotonic() < stop_at:
                 body = {"shift": "morning", "note": f"writer {n} row {sent}", "mood": 3}
                 began = time.monotonic()
-                conn.request("POST", "/api/shift_feedback", orjson.dumps(body), headers)
-                response = conn.getresponse()
-                response.read()
+                try:
+                    conn.request("POST", "/api/shift_feedback", orjson.dumps(body), headers)
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                except (OSError, http.client.HTTPException) as error:
+                    # A dropped connection counts against the server; the writer reconnects.
+                    status = type(error).__name__
+                    conn.close()
                 sent += 1
                 with lock:
-                    statuses[response.status] = statuses.get(response.status, 0) + 1
-                    if response.status == 201:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == 201:
                         took.append(time.monotonic() - began)
         finally:
             conn.close()
@@ -106,7 +112,7 @@ def hammer(url: str, seconds: float, writers: int = WRITERS) -> dict:
     return {
         "writes_per_second": round(len(took) / elapsed, 1),
         "request_ms": request_ms(took),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "statuses": {str(k): v for k, v in sorted(statuses.items(), key=str)},
     }
 
 

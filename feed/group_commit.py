@@ -63,13 +63,26 @@ class GroupCommit:
             leads = write.leads = not self._leading
             self._leading = True
         if not leads:
-            write.woken.wait()
+            self._wait(write)
         if write.leads:
             try:
                 self._lead()
             finally:
                 self._hand_over()
         return write.answer()
+
+    def _wait(self, write: _Write) -> None:
+        """Wait until the write is answered or leads; a waiter stopped meanwhile (its
+        greenlet killed) leaves the queue, and hands the leading on if it had it."""
+        try:
+            write.woken.wait()
+        except BaseException:
+            with self._lock:
+                if write in self._queue:
+                    self._queue.remove(write)
+            if write.leads:
+                self._hand_over()
+            raise
 
     def _take(self) -> list[_Write]:
         """Take the writes queued so far, oldest first, up to the bound."""

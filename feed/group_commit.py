@@ -9,6 +9,7 @@ commit order; a rolled-back write's ids are taken again by the next one.
 """
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,9 @@ class GroupCommit:
         group: list[_Write] = []
         try:
             with self.transactions.write() as session:
+                # One turn for the process's other requests first (under gevent nothing else
+                # runs while a group does): those about to write join this group.
+                time.sleep(0)
                 # Taken once the transaction is open: what arrived during the wait joins.
                 group = self._take()
                 if len(group) == 1:

@@ -1,6 +1,7 @@
 """Writes as engine calls: one row change, a batch of them, and publishing to a topic.
 
-Each runs in its own write transaction and answers (status, body) once committed. The
+Each runs as its own unit (a write transaction, or a savepoint in a group commit shared
+with the worker's other waiting writes) and answers (status, body) once committed. The
 rules of one write live here: its Idempotency-Key, its If-Match version, the row lock it
 takes, finding the event it appended, and the table's policy (feed.policy): the lookup sees
 only rows the principal may read, the change is checked with `check_write`, and the fields

@@ -53,6 +53,8 @@ class GroupCommit:
         self.max_writes = max_writes
         self._queue: list[_Write] = []
         self._leading = False
+        # The thread (greenlet, under gevent) running the current group.
+        self._leader: int | None = None
         self._lock = threading.Lock()
 
     def run(self, work: Work, *, mutation: str | None, principal: Principal | None) -> Any:
@@ -60,12 +62,15 @@ class GroupCommit:
         once that transaction committed, or raise what it raised."""
         write = _Write(work, mutation, principal)
         with self._lock:
+            if self._leader == threading.get_ident():
+                raise RuntimeError("a write inside a group's transaction would wait for itself")
             self._queue.append(write)
             leads = write.leads = not self._leading
             self._leading = True
         if not leads:
             self._wait(write)
         if write.leads:
+            self._leader = threading.get_ident()
             try:
                 self._lead()
             finally:
@@ -127,6 +132,7 @@ class GroupCommit:
     def _hand_over(self) -> None:
         """Let the oldest waiting write lead the next group, or end the leading."""
         with self._lock:
+            self._leader = None
             if not self._queue:
                 self._leading = False
                 return

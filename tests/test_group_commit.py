@@ -158,3 +158,13 @@ def test_the_same_key_twice_in_one_group_writes_once_and_answers_alike(app):
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == 201
     assert len(logged(app, "shift_feedback", after=start)) == 1
+
+
+def test_a_write_inside_a_writes_transaction_is_refused_rather_than_waiting_for_itself(app):
+    start = log_head(app)
+    with app.app_context():
+        rt = runtime()
+        with pytest.raises(RuntimeError, match="wait for itself"):
+            rt.transactions.run(lambda _session: _post(app, "inner"))
+    assert logged(app, after=start) == []
+    assert _post(app, "after")[0] == 201

@@ -115,8 +115,9 @@ def _writes(record: dict) -> list[str]:
     """Return a table of writes/s and request times, Tidings beside the plain app."""
     lines = [
         "| database | workers | Tidings writes/s | p50 ms | p99 ms | plain writes/s | p50 ms "
-        "| p99 ms | Tidings / plain |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p99 ms | Tidings / plain | CPU ms/write, Tidings | plain | Tidings / plain per "
+        "CPU-second |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for database in ("sqlite", "postgresql"):
         figures = record[database]
@@ -126,7 +127,9 @@ def _writes(record: dict) -> list[str]:
                 f"| {database} | {workers} | {ours['writes_per_second']} | "
                 f"{ours['request_ms']['p50']} | {ours['request_ms']['p99']} | "
                 f"{theirs['writes_per_second']} | {theirs['request_ms']['p50']} | "
-                f"{theirs['request_ms']['p99']} | {figures[f'tidings_of_plain_{workers}w']} |"
+                f"{theirs['request_ms']['p99']} | {figures[f'tidings_of_plain_{workers}w']} | "
+                f"{ours.get('cpu_ms_per_write', '–')} | {theirs.get('cpu_ms_per_write', '–')} | "
+                f"{figures.get(f'tidings_of_plain_per_cpu_second_{workers}w', '–')} |"
             )
     return lines
 

@@ -124,9 +124,12 @@ def _run(server) -> dict:
     started = time.monotonic()
     figures = hammer(server.url, SECONDS)
     elapsed = time.monotonic() - started
-    figures["worker_cpu_share"] = [
-        round((cpu_seconds(pid) - b) / elapsed, 2) for pid, b in zip(pids, before, strict=True)
-    ]
+    used = sum(cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True))
+    figures["worker_cpu_share"] = round(used / elapsed, 2)
+    # What a loaded machine distorts least: the workers' CPU time per committed write.
+    figures["cpu_ms_per_write"] = round(
+        used / max(figures["writes_per_second"] * elapsed, 1) * 1e3, 2
+    )
     return figures
 
 
@@ -137,12 +140,16 @@ def _compare(name: str, tidings: dict, plain: dict) -> dict:
         ours, theirs = tidings[str(workers)], plain[str(workers)]
         ratio = round(ours["writes_per_second"] / max(theirs["writes_per_second"], 1), 2)
         figures[f"tidings_of_plain_{workers}w"] = ratio
+        per_cpu = round(theirs["cpu_ms_per_write"] / max(ours["cpu_ms_per_write"], 0.01), 2)
+        figures[f"tidings_of_plain_per_cpu_second_{workers}w"] = per_cpu
         print(
             f"  {name}, {workers} worker(s): Tidings {ours['writes_per_second']}/s p50 "
             f"{ours['request_ms']['p50']} p99 {ours['request_ms']['p99']} ms cpu "
-            f"{ours['worker_cpu_share']} {ours['statuses']}; plain {theirs['writes_per_second']}/s "
-            f"p50 {theirs['request_ms']['p50']} p99 {theirs['request_ms']['p99']} ms cpu "
-            f"{theirs['worker_cpu_share']} {theirs['statuses']}; ratio {ratio}"
+            f"{ours['worker_cpu_share']} ({ours['cpu_ms_per_write']} ms/write) {ours['statuses']}; "
+            f"plain {theirs['writes_per_second']}/s p50 {theirs['request_ms']['p50']} p99 "
+            f"{theirs['request_ms']['p99']} ms cpu {theirs['worker_cpu_share']} "
+            f"({theirs['cpu_ms_per_write']} ms/write) {theirs['statuses']}; ratio {ratio}, "
+            f"per CPU-second {per_cpu}"
         )
     figures["tidings_2w_of_1w"] = round(
         tidings["2"]["writes_per_second"] / max(tidings["1"]["writes_per_second"], 1), 2

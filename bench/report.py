@@ -128,8 +128,8 @@ def _writes(record: dict) -> list[str]:
                 f"{ours['request_ms']['p50']} | {ours['request_ms']['p99']} | "
                 f"{theirs['writes_per_second']} | {theirs['request_ms']['p50']} | "
                 f"{theirs['request_ms']['p99']} | {figures[f'tidings_of_plain_{workers}w']} | "
-                f"{ours.get('cpu_ms_per_write', '–')} | {theirs.get('cpu_ms_per_write', '–')} | "
-                f"{figures.get(f'tidings_of_plain_per_cpu_second_{workers}w', '–')} |"
+                f"{ours['cpu_ms_per_write']} | {theirs['cpu_ms_per_write']} | "
+                f"{figures[f'tidings_of_plain_per_cpu_second_{workers}w']} |"
             )
     return lines
 

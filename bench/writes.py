@@ -46,12 +46,17 @@ class PlainServer:
 
     def __enter__(self) -> "PlainServer":
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        env = {**os.environ, "PLAIN_DATABASE_URL": self.database_url}
+        # The tables first, once: workers creating them at once on PostgreSQL collide, and
+        # the loser dies.
+        subprocess.run([sys.executable, "-c", "import plain_writes_app"], cwd=BENCH, env=env,
+                       check=True)  # fmt: skip
         # From bench/: the project's gunicorn.conf.py is Tidings' own.
         self.process = subprocess.Popen(
             [gunicorn, "-k", "gevent", "-w", str(self.workers), "--keep-alive", "5",
              "--log-level", "warning", "-b", f"127.0.0.1:{self.port}", "plain_writes_app:app"],
             cwd=BENCH,
-            env={**os.environ, "PLAIN_DATABASE_URL": self.database_url},
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -74,6 +74,8 @@ def from_environment(instance_path: str) -> dict:
         "TOPICS": _list("TOPICS"),
         # Bearer token required by /api/publish when set.
         "PUBLISH_TOKEN": os.environ.get("PUBLISH_TOKEN") or None,
+        # Writes a process applies in one transaction, a savepoint each (1: each alone).
+        "GROUP_COMMIT_WRITES": _int("GROUP_COMMIT_WRITES", 64),
         # Hours an Idempotency-Key is remembered.
         "IDEMPOTENCY_HOURS": _float("IDEMPOTENCY_HOURS", 24),
         # Largest request body accepted.

@@ -137,6 +137,29 @@ def _storm(record: dict) -> list[str]:
     ]
 
 
+def _writes(record: dict) -> list[str]:
+    """Return a table of writes/s and request times, Tidings beside the plain app."""
+    lines = [
+        "| database | workers | Tidings writes/s | p50 ms | p99 ms | plain writes/s | p50 ms "
+        "| p99 ms | Tidings / plain | CPU ms/write, Tidings | plain | Tidings / plain per "
+        "CPU-second |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for database in ("sqlite", "postgresql"):
+        figures = record[database]
+        for workers, ours in figures["tidings"].items():
+            theirs = figures["plain"][workers]
+            lines.append(
+                f"| {database} | {workers} | {ours['writes_per_second']} | "
+                f"{ours['request_ms']['p50']} | {ours['request_ms']['p99']} | "
+                f"{theirs['writes_per_second']} | {theirs['request_ms']['p50']} | "
+                f"{theirs['request_ms']['p99']} | {figures[f'tidings_of_plain_{workers}w']} | "
+                f"{ours['cpu_ms_per_write']} | {theirs['cpu_ms_per_write']} | "
+                f"{figures[f'tidings_of_plain_per_cpu_second_{workers}w']} |"
+            )
+    return lines
+
+
 def plot(record: dict) -> None:
     """Draw deliveries/s and p99 against the publish rate, one line per server."""
     figure, (rate_axis, p99_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -183,8 +206,12 @@ def write() -> Path:
         if name == "storm":
             lines += _storm(record)
             continue
+        shown = record
+        if name == "writes":
+            lines += [*_writes(record), ""]
+            shown = {k: v for k, v in record.items() if k not in ("sqlite", "postgresql")}
         lines += ["| figure | value |", "|---|---|"]
-        lines += [f"| {key} | {json.dumps(value)} |" for key, value in headlines(record)]
+        lines += [f"| {key} | {json.dumps(value)} |" for key, value in headlines(shown)]
         if "steps" in record:
             lines += ["", *_steps(record["steps"])]
         if "runs" in record:

@@ -17,6 +17,7 @@ from .slow_clients import slow_clients
 from .step import TARGET_LATENCY_MS, healthy, measure, print_step
 from .storm import storm
 from .swarm import SwarmProcess
+from .writes import writes
 
 
 def throughput(
@@ -243,4 +244,5 @@ SCENARIOS = {
     "long_poll": long_poll,
     "fanout_sweep": fanout_sweep,
     "storm": storm,
+    "writes": writes,
 }

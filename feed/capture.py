@@ -5,7 +5,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from .live import LiveTable, is_live, live_table
 from .log import Event, EventLog
@@ -18,6 +18,8 @@ MUTATION = "tidings.mutation"
 PRINCIPAL = "tidings.principal"
 _PENDING = "tidings.pending"
 APPENDED = "tidings.appended"
+# How many events were appended when each open savepoint began.
+_SAVEPOINTS = "tidings.savepoints"
 
 
 def acting(session: Session) -> Principal | None:
@@ -51,6 +53,8 @@ class Capture:
         """Listen on a Session class or sessionmaker."""
         sa_event.listen(session_target, "before_flush", self._before_flush)
         sa_event.listen(session_target, "after_flush", self._after_flush)
+        sa_event.listen(session_target, "after_transaction_create", self._after_begin)
+        sa_event.listen(session_target, "after_transaction_end", self._after_end)
         sa_event.listen(session_target, "after_commit", self._after_commit)
         sa_event.listen(session_target, "after_rollback", self._after_rollback)
 
@@ -100,20 +104,40 @@ class Capture:
 
     def append(self, session: Session, bodies: list[dict]) -> list[Event]:
         """Append events in the session's transaction; they are handed on at commit."""
-        appended = self.log.append(session.connection(), bodies)
-        session.info.setdefault(APPENDED, []).extend(appended)
+        so_far = session.info.setdefault(APPENDED, [])
+        last = so_far[-1].id if so_far else None
+        appended = self.log.append(session.connection(), bodies, after=last)
+        so_far.extend(appended)
         return appended
 
+    def _after_begin(self, session: Session, transaction: SessionTransaction) -> None:
+        """Mark where a savepoint's events start."""
+        if transaction.nested:
+            marks = session.info.setdefault(_SAVEPOINTS, {})
+            marks[transaction] = len(session.info.get(APPENDED, ()))
+
+    def _after_end(self, session: Session, transaction: SessionTransaction) -> None:
+        if transaction.nested:
+            session.info.get(_SAVEPOINTS, {}).pop(transaction, None)
+
     def _after_commit(self, session: Session) -> None:
-        """Hand the transaction's events on once they are durable."""
+        """Hand the transaction's events on once they are durable: at the commit, not when
+        a savepoint is released (SQLAlchemy calls both a commit)."""
+        if session.in_nested_transaction():
+            return
         appended = session.info.pop(APPENDED, None)
         if appended:
             self.on_commit(appended)
 
     def _after_rollback(self, session: Session) -> None:
-        """Forget events whose rows were rolled back."""
-        session.info.pop(APPENDED, None)
+        """Forget events whose rows were rolled back: the transaction's, or the savepoint's."""
         session.info.pop(_PENDING, None)
+        savepoint = session.get_nested_transaction()
+        if savepoint is None:
+            session.info.pop(APPENDED, None)
+            return
+        start = session.info.get(_SAVEPOINTS, {}).get(savepoint, 0)
+        del session.info.get(APPENDED, [])[start:]
 
 
 def _row_values(session: Session, table: LiveTable, obj: object) -> dict:

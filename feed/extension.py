@@ -84,7 +84,7 @@ class FeedRuntime:
         self.registry = Registry(feed.db, feed.topics, feed.topic_policies, config)
         with app.app_context():
             self.engine: sa.Engine = feed.db.engine
-        self.transactions = Transactions(feed.db, self.engine)
+        self.transactions = Transactions(feed.db, self.engine, config["GROUP_COMMIT_WRITES"])
         self.hub = Hub(
             Ring(
                 # Never more than the log keeps: a cursor the log let go of gets its reset.

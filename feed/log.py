@@ -111,6 +111,13 @@ class EventLog:
         sa.event.listen(
             self.meta, "after_create", lambda _table, conn, **_kw: self.choose_epoch(conn)
         )
+        # Built once: building them took longer than running them, on every append.
+        epoch, renewed = self._state()
+        self._epoch_query = sa.select(epoch)
+        self._position_query = sa.select(epoch, self._end(epoch, newest=True))
+        self._bounds_query = sa.select(
+            epoch, renewed, self._end(epoch, newest=False), self._end(epoch, newest=True)
+        )
 
     def choose_epoch(self, conn: sa.Connection) -> None:
         """Give a log its epoch: the one its ids already use, or a random one when empty."""
@@ -130,9 +137,14 @@ class EventLog:
         renewed = sa.func.coalesce(sa.select(m.renewed).where(m.id == 1).scalar_subquery(), False)
         return epoch, renewed
 
-    def _in_epoch(self, epoch: sa.ColumnElement) -> sa.ColumnElement:
+    def _end(self, epoch: sa.ColumnElement, *, newest: bool) -> sa.ScalarSelect:
+        """Return the epoch's newest (or oldest) event id as SQL, NULL while it has none."""
         c = self.table.c
-        return sa.and_(c.id > epoch * 2**COUNTER_BITS, c.id < (epoch + 1) * 2**COUNTER_BITS)
+        in_epoch = sa.and_(c.id > epoch * 2**COUNTER_BITS, c.id < (epoch + 1) * 2**COUNTER_BITS)
+        # ORDER BY + LIMIT walks the primary key from one end; SQLite's max() over a range
+        # scans the whole range, every event of the epoch.
+        order = c.id.desc() if newest else c.id.asc()
+        return sa.select(c.id).where(in_epoch).order_by(order).limit(1).scalar_subquery()
 
     def renew(self, conn: sa.Connection, expected: int) -> int | None:
         """Move a log to a new epoch, unless it left `expected` already; return the new one.
@@ -141,7 +153,7 @@ class EventLog:
         """
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
-        current = conn.execute(sa.select(self._state()[0])).scalar()
+        current = conn.execute(self._epoch_query).scalar()
         if current != expected:
             return None
         epoch = _new_epoch(current)
@@ -152,16 +164,18 @@ class EventLog:
         conn.execute(self.table.delete())
         return epoch
 
-    def append(self, conn: sa.Connection, events: list[dict]) -> list[Event]:
-        """Give the events the next ids, insert them, and return them."""
-        if conn.dialect.name == "postgresql":
-            # Held to commit, so ids are handed out in commit order with no holes.
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
-        epoch, head = self._position(conn)
-        if epoch_of(head + len(events)) != epoch:
-            # The epoch's counter is used up: go on in a new range, as another log.
-            epoch = self.renew(conn, epoch)
-            head = first_id(epoch)
+    def append(
+        self, conn: sa.Connection, events: list[dict], *, after: int | None = None
+    ) -> list[Event]:
+        """Give the events the next ids, insert them, and return them.
+
+        `after` is the last id this transaction appended, if it did: then it is the head,
+        and on PostgreSQL the ordering lock is held already.
+        """
+        if after is not None and epoch_of(after + len(events)) == epoch_of(after):
+            head = after
+        else:
+            head = self._reserve(conn, len(events))
         now = time.time()
         appended, rows = [], []
         for offset, data in enumerate(events, start=1):
@@ -179,22 +193,25 @@ class EventLog:
         conn.execute(self.table.insert(), rows)
         return appended
 
+    def _reserve(self, conn: sa.Connection, count: int) -> int:
+        """Take the ordering lock and return the head `count` new ids follow."""
+        if conn.dialect.name == "postgresql":
+            # Held to commit, so ids are handed out in commit order with no holes.
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
+        epoch, head = self._position(conn)
+        if epoch_of(head + count) != epoch:
+            # The epoch's counter is used up: go on in a new range, as another log.
+            head = first_id(self.renew(conn, epoch))
+        return head
+
     def _position(self, conn: sa.Connection) -> tuple[int, int]:
         """Return the epoch and the head (the epoch's first id while it has no event)."""
-        epoch, _ = self._state()
-        newest = sa.select(sa.func.max(self.table.c.id)).where(self._in_epoch(epoch))
-        epoch, head = conn.execute(sa.select(epoch, newest.scalar_subquery())).one()
+        epoch, head = conn.execute(self._position_query).one()
         return epoch, head or first_id(epoch)
 
     def bounds(self, conn: sa.Connection) -> Bounds:
         """Return the log's tail, head and epoch."""
-        c = self.table.c
-        epoch, renewed = self._state()
-        tail, head = (
-            sa.select(end(c.id)).where(self._in_epoch(epoch)).scalar_subquery()
-            for end in (sa.func.min, sa.func.max)
-        )
-        epoch, renewed, tail, head = conn.execute(sa.select(epoch, renewed, tail, head)).one()
+        epoch, renewed, tail, head = conn.execute(self._bounds_query).one()
         head = head or first_id(epoch)
         tail = tail or head + 1
         return Bounds(tail, head, epoch, not renewed and tail == first_id(epoch) + 1)

@@ -1,9 +1,12 @@
 """Transactions: one write at a time on SQLite, consistent reads, and SQLite's tuning."""
 
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
@@ -11,6 +14,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from .capture import APPENDED, MUTATION, PRINCIPAL
+from .group_commit import GroupCommit, Work
 from .log import Event
 from .principal import Principal
 
@@ -35,6 +39,55 @@ def _begin_immediate(conn: sa.Connection) -> None:
         # time.sleep is gevent's under gunicorn: the process serves others meanwhile.
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
+
+
+class FileLock:
+    """The lock every process writing one SQLite file takes before BEGIN IMMEDIATE.
+
+    Waiting on it leaves the process's other greenlets running; waiting inside SQLite's busy
+    handler (or for BEGIN IMMEDIATE to stop failing) stopped the whole process, so a second
+    worker was no faster than one.
+    """
+
+    PAUSE_SECONDS = 0.0005
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int:
+        # One descriptor per process: one inherited across fork would be the same lock.
+        if self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def __enter__(self) -> "FileLock":
+        fd = self._file()
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise sa.exc.OperationalError(
+                        "flock", None, Exception("database is locked")
+                    ) from None
+            # gevent's sleep under gunicorn: the process serves others meanwhile.
+            time.sleep(self.PAUSE_SECONDS)
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def lock_path(engine: sa.Engine) -> str | None:
+    """Return the lock file beside a SQLite database file (none for an in-memory one)."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database) + "-writer"
 
 
 def tune_sqlite(engine: sa.Engine) -> None:
@@ -66,7 +119,7 @@ def tune_sqlite(engine: sa.Engine) -> None:
 class Transactions:
     """Open write transactions on the app's session and read transactions on its engine."""
 
-    def __init__(self, db: SQLAlchemy, engine: sa.Engine):
+    def __init__(self, db: SQLAlchemy, engine: sa.Engine, group_writes: int = 1):
         self.db = db
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
@@ -75,6 +128,19 @@ class Transactions:
         # SQLite lets one writer in at a time; greenlets of this process queue here
         # instead of blocking the whole process inside the driver.
         self._write_lock = threading.Lock() if self.sqlite else None
+        path = lock_path(engine) if self.sqlite else None
+        self._file_lock = FileLock(path) if path else None
+        self._group = GroupCommit(self, group_writes) if group_writes > 1 else None
+
+    def run(
+        self, work: Work, *, mutation: str | None = None, principal: Principal | None = None
+    ) -> Any:
+        """Return `work(session)` once the write transaction it ran in committed: with other
+        writes of this process (group commit, each in its savepoint) or alone."""
+        if self._group is not None:
+            return self._group.run(work, mutation=mutation, principal=principal)
+        with self.write(mutation=mutation, principal=principal) as session:
+            return work(session)
 
     @contextmanager
     def write(
@@ -85,7 +151,7 @@ class Transactions:
         The principal is kept in the session for hooks that record who acted (the audit log).
         """
         session = self.db.session()
-        with self._write_lock or nullcontext():
+        with self._write_lock or nullcontext(), self._file_lock or nullcontext():
             if session.in_transaction():
                 session.rollback()
             session.connection(execution_options={"tidings_write": True})

@@ -1,6 +1,7 @@
 """Writes as engine calls: one row change, a batch of them, and publishing to a topic.
 
-Each runs in its own write transaction and answers (status, body) once committed. The
+Each runs as its own unit (a write transaction, or a savepoint in a group commit shared
+with the worker's other waiting writes) and answers (status, body) once committed. The
 rules of one write live here: its Idempotency-Key, its If-Match version, the row lock it
 takes, finding the event it appended, and the table's policy (feed.policy): the lookup sees
 only rows the principal may read, the change is checked with `check_write`, and the fields
@@ -180,23 +181,26 @@ def _idempotent(
     principal: Principal | None,
 ) -> tuple[int, dict]:
     """Run `make(session)` in a write transaction unless this key already has a response;
-    remember the response in the same transaction as the write."""
+    remember the response in the same transaction as the write; answer once committed."""
     if key is not None and not 0 < len(key) <= 200:
         raise ApiError(
             400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters."
         )
     store, max_age = rt.idempotency, _key_max_age(rt)
+
+    def once(session: Session) -> tuple[int, dict]:
+        if key is None:
+            return make(session)
+        conn = session.connection()
+        remembered = store.recall(conn, key, scope, max_age)
+        if remembered is not None:
+            return remembered
+        status, result = make(session)
+        store.remember(conn, key, scope, status, result, max_age)
+        return status, result
+
     try:
-        with rt.transactions.write(mutation=key, principal=principal) as session:
-            if key is None:
-                return make(session)
-            conn = session.connection()
-            remembered = store.recall(conn, key, scope, max_age)
-            if remembered is not None:
-                return remembered
-            status, result = make(session)
-            store.remember(conn, key, scope, status, result, max_age)
-            return status, result
+        return rt.transactions.run(once, mutation=key, principal=principal)
     except sa.exc.IntegrityError:
         if key is not None:
             # Another request with the same key won the race: answer as it did.

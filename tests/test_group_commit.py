@@ -1,0 +1,170 @@
+"""Group commit: writes waiting together share one transaction, a savepoint each, and are
+answered only once it committed."""
+
+import fcntl
+import os
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from feed import ApiError, runtime, writes
+from feed.transactions import lock_path
+
+from .api_helpers import log_head, logged
+
+ROW = {"shift": "morning", "mood": 3}
+
+
+def _post(app, note, key=None):
+    """Return a write's (status, body), or the ApiError it raised."""
+    with app.app_context():
+        try:
+            body = ROW | {"note": note} if note is not None else ROW
+            return writes.write(runtime(), "POST", "shift_feedback", body=body, key=key)
+        except ApiError as error:
+            return error
+
+
+def _together(app, calls) -> list:
+    """Queue the calls while another process holds the writer lock, then let them go;
+    return their outcomes in call order, once all answered."""
+    group = runtime_of(app).transactions._group
+    holder = os.open(lock_path(runtime_of(app).engine), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    outcomes = [None] * len(calls)
+
+    def call(index: int) -> None:
+        outcomes[index] = calls[index]()
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+    try:
+        for thread in threads:
+            thread.start()
+            # Queued in call order: the next starts once this one waits in the queue.
+            deadline = time.monotonic() + 5
+            while len(group._queue) < threads.index(thread) + 1:
+                assert time.monotonic() < deadline, "the write did not queue"
+                time.sleep(0.005)
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    for thread in threads:
+        thread.join(timeout=15)
+    return outcomes
+
+
+def runtime_of(app):
+    return app.extensions["tidings"]
+
+
+@pytest.fixture
+def published(app, monkeypatch):
+    """Record the batches of events the feed hands on (to Redis, the hub) at each commit."""
+    batches: list[list[int]] = []
+    monkeypatch.setattr(
+        runtime_of(app), "published", lambda events: batches.append([e.id for e in events])
+    )
+    return batches
+
+
+@pytest.fixture
+def commits(app):
+    """Record each commit of the feed's engine: how many answers had been given by then."""
+    seen: list[int] = []
+    answered: list = []
+    engine = runtime_of(app).engine
+
+    def listener(conn):
+        if conn.get_execution_options().get("tidings_write"):
+            seen.append(len(answered))
+
+    sa.event.listen(engine, "commit", listener)
+    yield seen, answered
+    sa.event.remove(engine, "commit", listener)
+
+
+def test_a_failing_write_fails_alone_the_others_commit_together_in_order(app, commits, published):
+    seen, answered = commits
+    start = log_head(app)
+    notes = ["first", None, "third", "fourth"]
+
+    def write(note):
+        def call():
+            outcome = _post(app, note)
+            answered.append(outcome)
+            return outcome
+
+        return call
+
+    outcomes = _together(app, [write(note) for note in notes])
+    # One commit for the group, before any answer.
+    assert seen == [0]
+    failed = outcomes[1]
+    assert isinstance(failed, ApiError) and failed.status == 400
+    stored = [outcomes[i][1] for i in (0, 2, 3)]
+    assert [status for status, _ in (outcomes[0], outcomes[2], outcomes[3])] == [201] * 3
+    events = logged(app, "shift_feedback", after=start)
+    assert [e["row"]["note"] for e in events] == ["first", "third", "fourth"]
+    assert [e["id"] for e in events] == [body["event"] for body in stored]
+    # Gapless: the failed write's ids were taken again by the next one (each write also
+    # logs its audit row).
+    every = logged(app, after=start)
+    assert [e["id"] for e in every] == list(range(start + 1, start + 1 + len(every)))
+    assert len(every) == 6
+    # Handed on once, at the commit, in the log's order: nothing of the failed write.
+    assert published == [[e["id"] for e in every]]
+
+
+def test_no_write_is_answered_before_its_commit_and_a_failed_commit_fails_them_all(app, published):
+    engine = runtime_of(app).engine
+    start = log_head(app)
+    answered: list = []
+
+    def refuse(conn):
+        if not conn.get_execution_options().get("tidings_write"):
+            return
+        # Every write of the group is still waiting while the commit runs.
+        time.sleep(0.2)
+        assert not answered
+        raise sa.exc.OperationalError("COMMIT", None, Exception("disk I/O error"))
+
+    def write(note):
+        def call():
+            try:
+                outcome = _post(app, note)
+            except sa.exc.OperationalError as error:
+                outcome = error
+            answered.append(outcome)
+            return outcome
+
+        return call
+
+    sa.event.listen(engine, "commit", refuse)
+    try:
+        outcomes = _together(app, [write(f"note {n}") for n in range(3)])
+    finally:
+        sa.event.remove(engine, "commit", refuse)
+    assert all(isinstance(o, sa.exc.OperationalError) for o in outcomes), outcomes
+    assert logged(app, after=start) == [] == published
+    status, _ = _post(app, "after")
+    assert status == 201
+
+
+def test_the_same_key_twice_in_one_group_writes_once_and_answers_alike(app):
+    start = log_head(app)
+    outcomes = _together(app, [lambda: _post(app, "once", key="k-1")] * 2)
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == 201
+    assert len(logged(app, "shift_feedback", after=start)) == 1
+
+
+def test_a_write_inside_a_writes_transaction_is_refused_rather_than_waiting_for_itself(app):
+    start = log_head(app)
+    with app.app_context():
+        rt = runtime()
+        with pytest.raises(RuntimeError, match="wait for itself"):
+            rt.transactions.run(lambda _session: _post(app, "inner"))
+    assert logged(app, after=start) == []
+    assert _post(app, "after")[0] == 201

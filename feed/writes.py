@@ -280,7 +280,9 @@ def _change(
         # Checked once the change is flushed: the row as stored; an error rolls it back.
         check_write(policy, principal, action, old, row, table=table.name)
     own = [e.id for e in events if e.topic == table.name and e.data["pk"] == obj.id]
-    event_id = own[0] if own else None
+    # The row's latest event is this change's: earlier ones in the same transaction are
+    # other writes' of its group, or earlier changes of a batch.
+    event_id = own[-1] if own else None
     if method == "DELETE":
         return status, {"event": event_id}
     return status, {"row": row, "event": event_id}

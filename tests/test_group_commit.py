@@ -168,3 +168,25 @@ def test_a_write_inside_a_writes_transaction_is_refused_rather_than_waiting_for_
             rt.transactions.run(lambda _session: _post(app, "inner"))
     assert logged(app, after=start) == []
     assert _post(app, "after")[0] == 201
+
+
+def test_writes_to_one_row_in_one_group_are_each_told_their_own_event(app):
+    status, created = _post(app, "row")
+    assert status == 201
+    row_id = created["row"]["id"]
+
+    def patch(mood):
+        def call():
+            with app.app_context():
+                return writes.write(
+                    runtime(), "PATCH", "shift_feedback", row_id, body={"mood": mood}
+                )
+
+        return call
+
+    outcomes = _together(app, [patch(mood) for mood in (1, 2, 5)])
+    events = logged(app, "shift_feedback", after=created["event"])
+    # Each PATCH's answer names the event of its own change, in commit order.
+    assert [body["event"] for _, body in outcomes] == [e["id"] for e in events]
+    assert [e["row"]["mood"] for e in events] == [1, 2, 5]
+    assert [body["row"]["mood"] for _, body in outcomes] == [1, 2, 5]

@@ -59,7 +59,7 @@ def from_environment(instance_path: str) -> dict:
         # Live frames queued for one stream before it is caught up from the log instead.
         "SUBSCRIBER_MAX_PENDING": _int("SUBSCRIBER_MAX_PENDING", 1024),
         "SUBSCRIBER_MAX_PENDING_BYTES": _int("SUBSCRIBER_MAX_PENDING_BYTES", 1 << 20),
-        "STREAM_SEND_BUFFER": _int("STREAM_SEND_BUFFER", 256 << 10),
+        "STREAM_SEND_BUFFER": _int("STREAM_SEND_BUFFER", 64 << 10),
         # Under gunicorn, live streams are written by the worker's loop, not a greenlet each
         # (feed.parking); 0 keeps each on its connection's greenlet.
         "PARK_STREAMS": bool(_int("PARK_STREAMS", 1)),

@@ -278,7 +278,7 @@ class Stream:
         if ended is not None:
             # Nothing more for this credential; the client signs in again and resumes.
             return [_auth_expired_frame(ended, self.cursor)], END
-        taken = subscriber.take(self.runtime.hub.head)
+        taken = subscriber.take(self.runtime.hub.head, CHUNK_BYTES)
         if taken is None:
             return [], CATCH_UP
         ids, frames = taken

@@ -99,7 +99,7 @@ class FeedRuntime:
         self.cache = ReadCache(
             self.log, max_bytes=config["CACHE_MAX_BYTES"], ttl=config["CACHE_TTL_SECONDS"]
         )
-        self.metrics.watch(self.hub, self.cache, self.latencies)
+        self.metrics.watch(self.hub, self.cache, self.latencies, self.transactions)
         self.relay = Relay(
             self.log,
             self.hub,

@@ -211,11 +211,25 @@ class Subscriber:
             self.timer.close()
             self.timer = None
 
-    def take(self, hub_head: int) -> tuple[list[int], list[bytes]] | None:
-        """Return and clear the queued ids and frames; None means: catch up from the log."""
+    def take(self, hub_head: int, most_bytes: int = 0) -> tuple[list[int], list[bytes]] | None:
+        """Return and clear the queued ids and frames — only the oldest `most_bytes` of them
+        (one frame at least) when given, the rest staying queued and woken; None means:
+        catch up from the log."""
         self.woken = False
         if self.overflowed:
             return None
+        if most_bytes and self.pending_bytes > most_bytes:
+            # A reader slower than the stream holds only this much outside the queue, where
+            # conflation can still merge what it has not written yet.
+            end, size = 1, len(self.frames[0])
+            while size + len(self.frames[end]) <= most_bytes:
+                size += len(self.frames[end])
+                end += 1
+            taken = self.ids[:end], self.frames[:end]
+            del self.ids[:end], self.frames[:end]
+            self.pending_bytes -= size
+            self.woken = True
+            return taken
         taken = self.ids, self.frames
         self.ids, self.frames = [], []
         self.pending_bytes = 0

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .cache import ReadCache
     from .hub import Hub
     from .latency import Latencies
+    from .transactions import Transactions
 
 # Counting greenlets walks every object the collector tracks (~30 ms in a busy worker).
 GREENLET_SECONDS = 10.0
@@ -70,7 +71,7 @@ class FeedMetrics:
             registry = None
         else:
             registry = self.registry = CollectorRegistry()
-        self._watched: tuple[Hub, ReadCache, Latencies] | None = None
+        self._watched: tuple[Hub, ReadCache, Latencies, Transactions] | None = None
         self._mirrored: dict[tuple, int] = {}
         self._greenlets_due = 0.0
 
@@ -113,6 +114,9 @@ class FeedMetrics:
             "tidings_slow_consumer_actions",
             "Subscribers that fell behind their queue, by what was done.",
             ("action",),
+        )
+        self.read_transactions = counter(
+            "tidings_read_transactions", "Read transactions begun on the database."
         )
         self.replay_reads = counter(
             "tidings_replay_reads",
@@ -237,16 +241,18 @@ class FeedMetrics:
 
     # Figures sampled in the background, off every hot path.
 
-    def watch(self, hub: "Hub", cache: "ReadCache", latencies: "Latencies") -> None:
+    def watch(
+        self, hub: "Hub", cache: "ReadCache", latencies: "Latencies", transactions: "Transactions"
+    ) -> None:
         """Name the engine parts whose plain counters `mirror` reads."""
-        self._watched = (hub, cache, latencies)
+        self._watched = (hub, cache, latencies, transactions)
 
     def sample(self, *, redis_up: bool, head: int, tail: int) -> None:
         """Mirror the engine's counters and set this worker's gauges."""
         if not self.enabled or self._watched is None:
             return
         self.mirror()
-        hub, cache, _ = self._watched
+        hub, cache, *_ = self._watched
         self.redis_up.set(1 if redis_up else 0)
         self.log_head.set(head)
         self.log_tail.set(tail)
@@ -263,8 +269,9 @@ class FeedMetrics:
         the latencies noted since."""
         if not self.enabled or self._watched is None:
             return
-        hub, cache, latencies = self._watched
+        hub, cache, latencies, transactions = self._watched
         self._add(("delivered",), hub.delivered, self.delivered)
+        self._add(("reads",), transactions.reads, self.read_transactions)
         self._add(("overflows",), hub.overflows, self.slow_consumers.labels("catch_up"))
         self._add(("conflations",), hub.conflations, self.slow_consumers.labels("conflate"))
         self._add(("ring",), hub.ring.hits, self.replay_reads.labels("ring"))

@@ -123,6 +123,8 @@ class Transactions:
         self.db = db
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
+        # Read transactions begun, for /metrics.
+        self.reads = 0
         if self.sqlite:
             tune_sqlite(engine)
         # SQLite lets one writer in at a time; greenlets of this process queue here
@@ -174,6 +176,7 @@ class Transactions:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """Run a read-only transaction that sees one consistent state of the database."""
+        self.reads += 1
         with self.engine.connect() as conn:
             if not self.sqlite:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")

@@ -98,3 +98,6 @@ def test_a_long_poll_herd_shares_reads_of_the_log_and_wakes_to_the_ring(start_se
     # read the event from the ring in memory, none of them the log (counted within a second).
     wait_for(lambda: gained("tidings_replay_reads_total{source=ring}") >= 20)
     assert gained("tidings_cache_misses_total{kind=poll}") < 20
+    # At most one read transaction per poll (the write's own, /metrics' and the monitor's
+    # reads included).
+    assert gained("tidings_read_transactions_total{}") <= 20

@@ -202,3 +202,28 @@ def test_a_wake_taken_before_it_runs_does_not_resume_the_waiter():
     s.push(2, b"frame")
     assert waiter.get(timeout=1) is True
     s.close()
+
+
+def test_a_bounded_take_leaves_the_rest_queued_and_woken_in_order():
+    s = subscriber(TopicView("a"), max_pending=100)
+    for event_id in range(1, 11):
+        s.push(event_id, b"%02d-frame" % event_id)
+    taken = []
+    while s.woken:
+        ids, frames = s.take(10, most_bytes=25)
+        # Within the bound (8-byte frames: three at most), the oldest first.
+        assert 1 <= len(frames) <= 3 and sum(map(len, frames)) <= 25
+        taken += ids
+        assert frames == [b"%02d-frame" % i for i in ids]
+        assert s.pending_bytes == sum(map(len, s.frames))
+    assert taken == list(range(1, 11))
+    # The cursor a heartbeat may claim moves only once the queue is empty.
+    assert s.safe_cursor == 10 and s.take(10, most_bytes=25) == ([], [])
+
+
+def test_a_bounded_take_gives_a_frame_larger_than_the_bound_alone():
+    s = subscriber(TopicView("a"))
+    s.push(1, b"x" * 100)
+    s.push(2, b"y")
+    assert s.take(2, most_bytes=10) == ([1], [b"x" * 100])
+    assert s.woken and s.take(2, most_bytes=10) == ([2], [b"y"])

@@ -1,0 +1,432 @@
+"""Slow readers: 10 % of the streams read 1 KB a second, and the others do not notice.
+
+One server, two phases of the same writes: PATCHes through the HTTP API that update a few
+rows of one table over and over (so a lagging queue can be conflated), and a trickle of
+updates to a second table.
+
+- Phase A: `streams` SSE readers of the first table; their latency and the workers' RSS.
+- Phase B: `slow` of those readers replaced by raw sockets with a small receive buffer that
+  read 1 KB a second, subscribed to the first table at priority `low` and to the second at
+  `high`. The others' latency (against phase A), the workers' RSS over time and its slope
+  once the slow streams' buffers filled, and what the hub did about the slow ones.
+
+Then the slow readers read as fast as they can, and each must hold every row's latest
+state (applied in order, it equals a snapshot), every `high` event once and in order, and
+fewer `low` events than were written.
+"""
+
+import os
+import threading
+import time
+from collections import defaultdict
+from statistics import median
+
+import requests
+
+from tests.servers import bearer
+
+from .publisher import feedback_row, send_paced
+from .server import BenchServer, busy_cores
+from .slow_clients import Laggard, RssSampler, in_order_once, slow_consumer_actions
+from .swarm import SwarmProcess
+
+# The busy table whose few rows change over and over, and the one that changes now and then.
+BUSY, TRICKLE = "shift_feedback", "bread_types"
+NORMAL_PATH = f"/stream?topics={BUSY}"
+# What the slow readers subscribe to: most take the busy table at `low` (conflated first)
+# and the trickle at `high`; a few take both at `high`, so they are caught up from the log.
+MIXED = {BUSY: "low", TRICKLE: "high"}
+EXACT = {BUSY: "high", TRICKLE: "high"}
+# How long the slow readers may take to read what they were sent once they read at speed.
+DRAIN_SECONDS = 120
+# Reading "as fast as it can".
+FAST = 1 << 30
+MIB = 2**20
+# Updates written before any stream opens, more than RING_EVENTS's default 4096: each worker's
+# ring of recent events is full before phase A, so its filling is not taken for growth.
+PREFILL = (500, 9)
+# One measured window of writes: each phase's latency is reported window by window.
+WINDOW_SECONDS = 20
+TARGET = {"others_p99_ratio": 1.25, "rss_slope_mib_per_min": 1.0}
+
+
+def _snapshot(url: str, table: str) -> dict[int, dict]:
+    """Return a table's rows by id."""
+    body = requests.get(f"{url}/api/{table}?limit=1000", headers=bearer(url), timeout=30).json()
+    return {row["id"]: row for row in body["rows"]}
+
+
+def _seed(url: str, rows: int, high_rows: int) -> tuple[list[int], list[int]]:
+    """Insert the rows the phases update; return the ids of each table's."""
+    send_paced(url, f"/api/{BUSY}", feedback_row, rate=200, count=rows)
+    names = iter(range(high_rows))
+    send_paced(
+        url, f"/api/{TRICKLE}", lambda _: {"name": f"bench-{next(names)}", "price": 1},
+        rate=200, count=high_rows, connections=1,
+    )  # fmt: skip
+    return sorted(_snapshot(url, BUSY)), sorted(_snapshot(url, TRICKLE))
+
+
+def _price(sent: str) -> dict:
+    """Return a bread_types change that differs from the row's last (a new price each 10 ms)."""
+    return {"price": round(float(sent) % 1e6, 2)}
+
+
+def _write(url: str, ids: tuple[list[int], list[int]], rate: int, high_rate: int, seconds: float):
+    """Update the rows of both tables round robin for `seconds`; return both writers' figures."""
+    low, high = ids
+    figures = {}
+
+    def writer(table: str, rows: list[int], body, per_second: int) -> None:
+        figures[table] = send_paced(
+            url, lambda n: f"/api/{table}/{rows[n % len(rows)]}", body,
+            rate=per_second, count=int(per_second * seconds), method="PATCH",
+            connections=4 if table == BUSY else 1,
+        )  # fmt: skip
+
+    trickle = threading.Thread(target=writer, args=(TRICKLE, high, _price, high_rate))
+    trickle.start()
+    writer(BUSY, low, lambda sent: {"note": sent}, rate)
+    trickle.join()
+    return figures
+
+
+def _slope(times: list[float], samples: list[int]) -> float:
+    """Return the least-squares growth of samples in MiB a minute."""
+    n = len(times)
+    if n < 2:
+        return 0.0
+    mean_t, mean_s = sum(times) / n, sum(samples) / n
+    spread = sum((t - mean_t) ** 2 for t in times)
+    rise = sum((t - mean_t) * (s - mean_s) for t, s in zip(times, samples, strict=True))
+    return rise / spread * 60 / MIB if spread else 0.0
+
+
+def _rss(samplers: list[RssSampler]) -> dict:
+    """Summarise the workers' RSS over a phase: each one's start, peak and end, a coarse
+    series, and the slope over the phase's second half (after the first fill)."""
+    start = samplers[0].times[0]
+    workers = []
+    for sampler in samplers:
+        half = sampler.times[0] + (sampler.times[-1] - sampler.times[0]) / 2
+        late = [at for at, t in enumerate(sampler.times) if t >= half]
+        workers.append(
+            {
+                "start_mib": round(sampler.samples[0] / MIB, 1),
+                "peak_mib": round(max(sampler.samples) / MIB, 1),
+                "end_mib": round(sampler.samples[-1] / MIB, 1),
+                "slope_second_half_mib_per_min": round(
+                    _slope([sampler.times[i] for i in late], [sampler.samples[i] for i in late]),
+                    2,
+                ),
+                # Every 10th sample: (seconds into the phase, MiB).
+                "series": [
+                    (round(t - start), round(s / MIB, 1))
+                    for t, s in list(zip(sampler.times, sampler.samples, strict=True))[::10]
+                ],
+            }
+        )
+    total = {
+        key: round(sum(w[key] for w in workers), 2)
+        for key in ("start_mib", "end_mib", "slope_second_half_mib_per_min")
+    }
+    total["peak_mib"] = round(sum(max(s.samples) for s in samplers) / MIB, 1)
+    return {"workers": workers, "total": total}
+
+
+def _phase(server, ids, rate: int, high_rate: int, seconds: float, swarms: list) -> dict:
+    """Write for `seconds`, in windows of WINDOW_SECONDS, while sampling the workers' RSS;
+    return the writers', swarms' and workers' figures, each swarm's latency window by window."""
+    load = os.getloadavg()[0]
+    machine = busy_cores()
+    started = time.monotonic()
+    samplers = [RssSampler(pid, interval=1) for pid in server.worker_pids()]
+    windows = []
+    for _ in range(max(1, round(seconds / WINDOW_SECONDS))):
+        writes = _write(server.url, ids, rate, high_rate, WINDOW_SECONDS)
+        expected = writes[BUSY]["writes"]
+        received = [swarm.report(expected, timeout=60) for swarm in swarms]
+        windows.append({"writes": writes, "received": received})
+    for sampler in samplers:
+        sampler.stop()
+    return {
+        "seconds": seconds,
+        "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "machine_busy_cores": round((busy_cores() - machine) / (time.monotonic() - started), 2),
+        "written": {
+            topic: sum(w["writes"][topic]["writes"] for w in windows) for topic in (BUSY, TRICKLE)
+        },
+        # Each swarm's p50 and p99, window by window.
+        "latency_ms": [
+            {q: [w["received"][at]["latency_ms"][q] for w in windows] for q in ("p50", "p99")}
+            for at in range(len(swarms))
+        ],
+        "every_event_once": [
+            all(_all_once(w["received"][at], w["writes"][BUSY]["writes"]) for w in windows)
+            for at in range(len(swarms))
+        ],
+        "windows": windows,
+        "rss": _rss(samplers),
+    }
+
+
+def _all_once(received: dict, expected: int) -> bool:
+    """Tell whether every stream of a swarm got every event once, in order."""
+    return (
+        received["per_stream_min"] == received["per_stream_max"] == expected
+        and received["out_of_order_or_repeated"] == 0
+        and received["streams_lost"] == 0
+    )
+
+
+def _check(events: list[dict], final: dict, start: dict, priorities: dict[str, str]) -> dict:
+    """Check what one slow reader got against the tables' final state: ids in order, each
+    row's versions ascending, every row's latest state, and each `high` topic's every event."""
+    state: dict[tuple, dict] = {}
+    versions: dict[tuple, list[int]] = defaultdict(list)
+    for event in events:
+        key = (event["topic"], event["pk"])
+        state[key] = event["row"]
+        versions[key].append(event["version"])
+    return {
+        "in_order_once": in_order_once([event["id"] for event in events]),
+        "versions_ascend": all(in_order_once(v) for v in versions.values()),
+        "latest_state": all(
+            state.get((topic, pk)) == row
+            for topic, rows in final.items()
+            for pk, row in rows.items()
+        ),
+        "events": {
+            topic: sum(len(v) for (t, _), v in versions.items() if t == topic) for topic in final
+        },
+        "every_event": {
+            topic: all(
+                versions[(topic, pk)] == list(range(start[topic][pk] + 1, row["version"] + 1))
+                for pk, row in final[topic].items()
+            )
+            for topic in final
+            if priorities[topic] == "high"
+        },
+    }
+
+
+def _versions(url: str) -> dict[str, dict[int, int]]:
+    """Return each table's row versions by id."""
+    return {
+        topic: {pk: row["version"] for pk, row in _snapshot(url, topic).items()}
+        for topic in (BUSY, TRICKLE)
+    }
+
+
+def _drain(readers: list[tuple[Laggard, dict]], url: str, start: dict) -> tuple[list, float]:
+    """Let the slow readers read at speed until each holds the final state; return their
+    checks and how long it took."""
+    final = {topic: _snapshot(url, topic) for topic in (BUSY, TRICKLE)}
+    for laggard, _ in readers:
+        laggard.reads_per_second = FAST
+    started = time.monotonic()
+    checks: list[dict | None] = [None] * len(readers)
+    while time.monotonic() - started < DRAIN_SECONDS and None in checks:
+        time.sleep(2)
+        for at, (laggard, priorities) in enumerate(readers):
+            if checks[at] is None:
+                check = _check(laggard.changes(), final, start, priorities)
+                checks[at] = check if check["latest_state"] else None
+    seconds = time.monotonic() - started
+    checks = [
+        check or _check(laggard.changes(), final, start, priorities)
+        for check, (laggard, priorities) in zip(checks, readers, strict=True)
+    ]
+    return checks, seconds
+
+
+def _summary(checks: list[dict], priorities: dict[str, str], written: dict[str, int]) -> dict:
+    """Sum up the checks of the slow readers of one subscription."""
+    return {
+        "readers": len(checks),
+        "priorities": priorities,
+        "in_order_once": all(c["in_order_once"] for c in checks),
+        "versions_ascend": all(c["versions_ascend"] for c in checks),
+        "latest_state": all(c["latest_state"] for c in checks),
+        **{
+            f"{topic}.{key}": value
+            for topic in priorities
+            for key, value in (
+                ("written", written[topic]),
+                ("events_min", min(c["events"][topic] for c in checks)),
+                ("events_max", max(c["events"][topic] for c in checks)),
+                ("every_event", all(c["every_event"].get(topic, False) for c in checks)),
+            )
+        },
+    }
+
+
+def _kept_promises(group: dict) -> bool:
+    """Tell whether a group of slow readers got what its priorities promise: `high` topics
+    every event, `low` ones conflated, every row's latest state in the end."""
+    return (
+        group["in_order_once"]
+        and group["versions_ascend"]
+        and group["latest_state"]
+        and all(
+            group[f"{topic}.every_event"]
+            if priority == "high"
+            else group[f"{topic}.events_max"] < group[f"{topic}.written"]
+            for topic, priority in group["priorities"].items()
+        )
+    )
+
+
+def _path(priorities: dict[str, str]) -> str:
+    """Return the stream path of a subscription to these topics at these priorities."""
+    return f"/stream?topics={','.join(priorities)}&" + "&".join(
+        f"{topic}.priority={priority}" for topic, priority in priorities.items()
+    )
+
+
+def _print_group(name: str, group: dict) -> None:
+    topics = "; ".join(
+        f"{topic} ({priority}) {group[f'{topic}.events_min']}..{group[f'{topic}.events_max']} "
+        f"of {group[f'{topic}.written']} events, every one: {group[f'{topic}.every_event']}"
+        for topic, priority in group["priorities"].items()
+    )
+    print(
+        f"  {group['readers']} {name} slow readers: {topics}; latest state of every row: "
+        f"{group['latest_state']}; ids ascend: {group['in_order_once']}"
+    )
+
+
+def _latency(latency: dict) -> str:
+    return f"p50 {latency['p50']} ms, p99 {latency['p99']} ms by window"
+
+
+def _print_phase(name: str, phase: dict, streams: list[str]) -> None:
+    total = phase["rss"]["total"]
+    workers = ", ".join(
+        f"{w['start_mib']}->{w['peak_mib']}->{w['end_mib']}" for w in phase["rss"]["workers"]
+    )
+    latency = zip(streams, phase["latency_ms"], strict=True)
+    lines = "; ".join(f"{name}: {_latency(r)}" for name, r in latency)
+    written = phase["written"]
+    print(
+        f"  phase {name} ({phase['seconds']:g} s, load average {phase['load_average']}, machine "
+        f"busy {phase['machine_busy_cores']} cores): {lines}\n"
+        f"    written: {written}; every event once, in order: {phase['every_event_once']}\n"
+        f"    workers' RSS start->peak->end {workers} MiB; total {total['start_mib']} -> peak "
+        f"{total['peak_mib']} -> {total['end_mib']} MiB, slope over the second half "
+        f"{total['slope_second_half_mib_per_min']} MiB/min"
+    )
+
+
+def slow_readers(
+    streams: int = 1000,
+    slow: int = 100,
+    exact: int = 10,
+    rate: int = 40,
+    high_rate: int = 1,
+    rows: int = 100,
+    high_rows: int = 10,
+    seconds_a: float = 60,
+    seconds_b: float = 120,
+    workers: int = 2,
+    slow_bytes_per_second: int = 1024,
+    **env: str,
+) -> dict:
+    """The others' latency and the workers' memory while a tenth of the readers read 1 KB/s;
+    what conflation and priority gave the slow ones."""
+    others = streams - slow
+    print(
+        f"slow_readers: {streams} SSE readers of {BUSY} on {workers} gevent workers, then {slow} "
+        f"of them replaced by raw sockets reading {slow_bytes_per_second} B/s ({slow - exact} "
+        f"with priorities {MIXED}, {exact} with {EXACT}); PATCHes of {rows} {BUSY} rows at "
+        f"{rate}/s and of {high_rows} {TRICKLE} rows at {high_rate}/s; load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    groups = {"mixed": MIXED, "exact": EXACT}
+    with BenchServer(workers=workers, **env) as server:
+        url = server.url
+        ids = _seed(url, rows, high_rows)
+        _write(url, ids, PREFILL[0], 1, PREFILL[1])
+        with SwarmProcess(url, NORMAL_PATH, others) as kept:
+            with SwarmProcess(url, NORMAL_PATH, slow) as replaced:
+                opened = [kept.opened, replaced.opened]
+                _write(url, ids, 20, 1, 1)
+                kept.report(20, timeout=30)
+                replaced.report(20, timeout=30)
+                a = _phase(server, ids, rate, high_rate, seconds_a, [kept, replaced])
+            _print_phase("A", a, [f"{others} others", f"{slow} to be replaced"])
+            readers = [
+                (Laggard(url, _path(priorities), slow_bytes_per_second), priorities)
+                for priorities in [MIXED] * (slow - exact) + [EXACT] * exact
+            ]
+            try:
+                time.sleep(2)
+                start = _versions(url)
+                before = slow_consumer_actions(url)
+                b = _phase(server, ids, rate, high_rate, seconds_b, [kept])
+                _print_phase("B", b, [f"{others} others"])
+                # The workers mirror their counters into /metrics once a second.
+                time.sleep(2)
+                after = slow_consumer_actions(url)
+                checks, drain_seconds = _drain(readers, url, start)
+            finally:
+                for laggard, _ in readers:
+                    laggard.close()
+    actions = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    resets = sum(laggard.received.count(b"event: reset\n") for laggard, _ in readers)
+    written = b["written"]
+    slow_figures = {
+        name: _summary(
+            [c for c, (_, p) in zip(checks, readers, strict=True) if p is priorities],
+            priorities,
+            written,
+        )
+        for name, priorities in groups.items()
+    }
+    # The others' p99, the median window of each phase.
+    p99_a, p99_b = (median(phase["latency_ms"][0]["p99"]) for phase in (a, b))
+    ratio = round(p99_b / p99_a, 2) if p99_a else None
+    slope = b["rss"]["total"]["slope_second_half_mib_per_min"]
+    others_exact = all(a["every_event_once"] + b["every_event_once"])
+    print(
+        f"  others' p99 (median window) B/A: {p99_b}/{p99_a} ms = {ratio} (target <= "
+        f"{TARGET['others_p99_ratio']}); every event once, in order: {others_exact}\n"
+        f"  hub actions for slow streams in phase B: {actions}; resets {resets}; then drained "
+        f"at speed in {drain_seconds:.1f} s"
+    )
+    for name, group in slow_figures.items():
+        _print_group(name, group)
+    return {
+        "config": {
+            "streams": streams,
+            "slow": slow,
+            "exact": exact,
+            "rate": rate,
+            "high_rate": high_rate,
+            "rows": rows,
+            "high_rows": high_rows,
+            "seconds_a": seconds_a,
+            "seconds_b": seconds_b,
+            "workers": workers,
+            "slow_bytes_per_second": slow_bytes_per_second,
+            **env,
+        },
+        "opened": opened,
+        "phase_a": a,
+        "phase_b": b,
+        "others_p99_ms": {"a": p99_a, "b": p99_b},
+        "others_p99_ratio": ratio,
+        "others_every_event_once": others_exact,
+        "rss_slope_mib_per_min": slope,
+        "slow_consumer_actions": actions,
+        "resets": resets,
+        "drain_seconds": round(drain_seconds, 1),
+        "slow_readers": slow_figures,
+        "target": TARGET,
+        "met": others_exact
+        and ratio is not None
+        and ratio <= TARGET["others_p99_ratio"]
+        and slope <= TARGET["rss_slope_mib_per_min"]
+        and resets == 0
+        and all(map(_kept_promises, slow_figures.values())),
+    }

@@ -81,8 +81,9 @@ def _slow_readers(record: dict) -> list[str]:
     lines = [
         "| phase | load average (start, end) | others' p50 ms, by window | others' p99 ms, by "
         "window | workers' RSS "
-        "start → peak → end, MiB | total slope over the second half, MiB/min |",
-        "|---|---|---:|---:|---|---:|",
+        "start → peak → end, MiB | total slope over the second half, MiB/min | workers' CPU ms "
+        "per update |",
+        "|---|---|---|---|---|---:|---:|",
     ]
     for name in ("phase_a", "phase_b"):
         phase = record[name]
@@ -93,7 +94,7 @@ def _slow_readers(record: dict) -> list[str]:
         slope = phase["rss"]["total"]["slope_second_half_mib_per_min"]
         lines.append(
             f"| {name[-1].upper()} | {phase['load_average']} | {latency['p50']} | "
-            f"{latency['p99']} | {workers} | {slope} |"
+            f"{latency['p99']} | {workers} | {slope} | {phase['worker_cpu_ms_per_event']} |"
         )
     return lines
 

@@ -85,7 +85,7 @@ def _slow_readers(record: dict) -> list[str]:
         "per update |",
         "|---|---|---|---|---|---:|---:|",
     ]
-    for name in ("phase_a", "phase_b"):
+    for name, label in (("phase_a", "A"), ("phase_b", "B"), ("phase_a_after", "A′")):
         phase = record[name]
         latency = phase["latency_ms"][0]
         workers = "; ".join(
@@ -93,7 +93,7 @@ def _slow_readers(record: dict) -> list[str]:
         )
         slope = phase["rss"]["total"]["slope_second_half_mib_per_min"]
         lines.append(
-            f"| {name[-1].upper()} | {phase['load_average']} | {latency['p50']} | "
+            f"| {label} | {phase['load_average']} | {latency['p50']} | "
             f"{latency['p99']} | {workers} | {slope} | {phase['worker_cpu_ms_per_event']} |"
         )
     return lines

@@ -160,6 +160,7 @@ def _phase(server, ids, rate: int, trickle_rate: int, seconds: float, swarms: li
     started = time.monotonic()
     pids = server.worker_pids()
     cpu = sum(map(cpu_seconds, pids))
+    own = cpu_seconds(os.getpid())
     samplers = [RssSampler(pid, interval=1) for pid in pids]
     windows = []
     for _ in range(max(1, round(seconds / WINDOW_SECONDS))):
@@ -170,6 +171,7 @@ def _phase(server, ids, rate: int, trickle_rate: int, seconds: float, swarms: li
     for sampler in samplers:
         sampler.stop()
     cpu = sum(map(cpu_seconds, pids)) - cpu
+    own = cpu_seconds(os.getpid()) - own
     written = {
         topic: sum(w["writes"][topic]["writes"] for w in windows) for topic in (BUSY, TRICKLE)
     }
@@ -182,6 +184,8 @@ def _phase(server, ids, rate: int, trickle_rate: int, seconds: float, swarms: li
         # other load blurs the latency.
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_ms_per_event": round(cpu / max(written[BUSY], 1) * 1000, 2),
+        # This process's: the publisher's threads and, in phase B, the slow readers'.
+        "bench_cpu_seconds": round(own, 2),
         "written": written,
         # Each swarm's p50 and p99, window by window.
         "latency_ms": [
@@ -329,7 +333,8 @@ def _print_phase(name: str, phase: dict, streams: list[str]) -> None:
     print(
         f"  phase {name} ({phase['seconds']:g} s, load average {phase['load_average']}, machine "
         f"busy {phase['machine_busy_cores']} cores, workers' CPU {phase['worker_cpu_seconds']} s, "
-        f"{phase['worker_cpu_ms_per_event']} ms per {BUSY} update): {lines}\n"
+        f"{phase['worker_cpu_ms_per_event']} ms per {BUSY} update, this process's CPU "
+        f"{phase['bench_cpu_seconds']} s): {lines}\n"
         f"    written: {written}; every event once, in order: {phase['every_event_once']}\n"
         f"    workers' RSS start->peak->end {workers} MiB; total {total['start_mib']} -> peak "
         f"{total['peak_mib']} -> {total['end_mib']} MiB, slope over the second half "

@@ -28,14 +28,17 @@ def feedback_row(sent: str) -> dict:
 
 def send_paced(
     url: str,
-    path: str,
+    path: str | Callable[[int], str],
     body: Callable[[str], dict],
     *,
     rate: float,
     count: int,
     connections: int = 4,
+    method: str = "POST",
 ) -> dict:
-    """POST `count` bodies at `rate` per second; the send time goes into each body."""
+    """Send `count` bodies at `rate` per second; the send time goes into each body. `path`
+    may name each write's target from its index (the row the n-th PATCH updates)."""
+    target = path if callable(path) else lambda _: path
     parts = urlsplit(url)
     headers = {"Content-Type": "application/json", **authorization(url)}
     start = time.monotonic() + 0.05
@@ -54,7 +57,7 @@ def send_paced(
                     time.sleep(pause)
                 began = time.monotonic()
                 payload = orjson.dumps(body(f"{time.time():.6f}"))
-                conn.request("POST", path, payload, headers)
+                conn.request(method, target(index), payload, headers)
                 response = conn.getresponse()
                 response.read()
                 with lock:

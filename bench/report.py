@@ -75,6 +75,30 @@ def _runs(runs: list[dict]) -> list[str]:
     return lines
 
 
+def _slow_readers(record: dict) -> list[str]:
+    """Return the slow-readers run's two phases side by side: the other readers' latency and
+    the workers' RSS."""
+    lines = [
+        "| phase | load average (start, end) | others' p50 ms, by window | others' p99 ms, by "
+        "window | workers' RSS "
+        "start → peak → end, MiB | total slope over the second half, MiB/min | workers' CPU ms "
+        "per update |",
+        "|---|---|---|---|---|---:|---:|",
+    ]
+    for name, label in (("phase_a", "A"), ("phase_b", "B"), ("phase_a_after", "A′")):
+        phase = record[name]
+        latency = phase["latency_ms"][0]
+        workers = "; ".join(
+            f"{w['start_mib']} → {w['peak_mib']} → {w['end_mib']}" for w in phase["rss"]["workers"]
+        )
+        slope = phase["rss"]["total"]["slope_second_half_mib_per_min"]
+        lines.append(
+            f"| {label} | {phase['load_average']} | {latency['p50']} | "
+            f"{latency['p99']} | {workers} | {slope} | {phase['worker_cpu_ms_per_event']} |"
+        )
+    return lines
+
+
 def _sweep(record: dict) -> list[str]:
     rate = 100
     lines = [
@@ -216,6 +240,8 @@ def write() -> Path:
             lines += ["", *_steps(record["steps"])]
         if "runs" in record:
             lines += ["", *_runs(record["runs"])]
+        if name == "slow_readers":
+            lines += ["", *_slow_readers(record)]
     REPORT.write_text("\n".join(lines) + "\n")
     return REPORT
 

@@ -14,6 +14,7 @@ from .publisher import EVENT_BYTES, bench_event, feedback_row, send_paced
 from .scale import scale
 from .server import BenchServer, rss_bytes
 from .slow_clients import slow_clients
+from .slow_readers import slow_readers
 from .step import TARGET_LATENCY_MS, healthy, measure, print_step
 from .storm import storm
 from .swarm import SwarmProcess
@@ -240,6 +241,7 @@ SCENARIOS = {
     "fanout": fanout,
     "policy_cost": policy_cost,
     "slow_clients": slow_clients,
+    "slow_readers": slow_readers,
     "scale": scale,
     "long_poll": long_poll,
     "fanout_sweep": fanout_sweep,

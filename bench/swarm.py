@@ -77,6 +77,16 @@ class Window:
         }
 
 
+def every_event_once(figures: dict, expected: int) -> bool:
+    """Tell whether a report's figures say every stream got `expected` events, each once
+    and in order, and none was lost."""
+    return (
+        figures["per_stream_min"] == figures["per_stream_max"] == expected
+        and figures["out_of_order_or_repeated"] == 0
+        and figures["streams_lost"] == 0
+    )
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

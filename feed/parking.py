@@ -191,4 +191,6 @@ class Parked:
         try:
             self.stream.close()
         finally:
-            self.on_close()
+            # It may wait on Redis (the stream's slot), and this may run in a loop callback,
+            # where nothing may block.
+            gevent.spawn(self.on_close)

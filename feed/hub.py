@@ -7,6 +7,7 @@ conflated; when conflating does not free half the budget, the queue is dropped a
 stream catches up from the log, exactly.
 """
 
+import logging
 from collections import defaultdict
 
 import orjson
@@ -17,6 +18,7 @@ from .filters import Subscription, TopicView
 from .log import Event
 from .ring import Ring
 
+logger = logging.getLogger("tidings.hub")
 # Marks a view not yet evaluated for the event being delivered.
 _UNSEEN = object()
 # What each conflation pass may merge, in turn: `high` topics are never merged.
@@ -39,7 +41,11 @@ def _resume_woken() -> None:
     global _woken
     batch, _woken = _woken, []
     for subscriber in batch:
-        subscriber._resume()
+        try:
+            subscriber._resume()
+        except Exception:
+            # One waiter's failure must not leave the others of the batch unwoken.
+            logger.exception("resuming a woken subscriber failed")
 
 
 def row_key(frame: bytes) -> tuple[str, object] | None:

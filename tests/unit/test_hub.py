@@ -227,3 +227,26 @@ def test_a_bounded_take_gives_a_frame_larger_than_the_bound_alone():
     s.push(2, b"y")
     assert s.take(2, most_bytes=10) == ([1], [b"x" * 100])
     assert s.woken and s.take(2, most_bytes=10) == ([2], [b"y"])
+
+
+def test_one_parked_waiter_failing_leaves_the_others_of_its_wake_woken(caplog):
+    class Failing:
+        def switch(self):
+            raise RuntimeError("broken")
+
+    class Recording:
+        calls = 0
+
+        def switch(self):
+            Recording.calls += 1
+
+    failing, recording = subscriber(TopicView("a")), subscriber(TopicView("a"))
+    failing.park(Failing(), 60)
+    recording.park(Recording(), 60)
+    failing.push(1, b"frame")
+    recording.push(1, b"frame")
+    gevent.sleep(0)
+    assert Recording.calls == 1
+    assert "resuming a woken subscriber failed" in caplog.text
+    failing.close()
+    recording.close()

@@ -37,7 +37,7 @@ def test_a_stream_replays_goes_live_beats_and_is_let_go_either_way(start_server,
 
 
 def test_parked_streams_hold_no_server_slot_and_a_full_worker_answers_503(start_server):
-    server = start_server(workers=1, WORKER_CONNECTIONS="3")
+    server = start_server(workers=1, WORKER_CONNECTIONS="3", PARK_STREAMS="1")
     streams = [SseStream(server.url, "topics=bread_types") for _ in range(3)]
     try:
         for stream in streams:
@@ -64,7 +64,7 @@ def test_parked_streams_hold_no_server_slot_and_a_full_worker_answers_503(start_
 
 
 def test_a_closed_parked_stream_gives_its_principals_slot_back(start_server):
-    server = start_server(workers=1, MAX_STREAMS="1")
+    server = start_server(workers=1, MAX_STREAMS="1", PARK_STREAMS="1")
     for _ in range(3):
         with SseStream(server.url, "topics=bread_types") as stream:
             stream.until("ready")

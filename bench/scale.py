@@ -149,6 +149,16 @@ def _sizing(best_one_node: int) -> dict:
     }
 
 
+def postgres_and_redis(stack: ExitStack) -> tuple[postgres.PostgresServer, EmbeddedRedis]:
+    """Start a private PostgreSQL cluster and a Redis beside it, both stopped with `stack`."""
+    database = postgres.PostgresServer(free_port()).start()
+    stack.callback(database.stop)
+    redis = EmbeddedRedis(database.directory / "redis", port=free_port())
+    redis.start()
+    stack.callback(redis.stop)
+    return database, redis
+
+
 def scale(**env: str) -> dict:
     """One node against two on one PostgreSQL and Redis; the append rate of N writers."""
     print(
@@ -157,11 +167,7 @@ def scale(**env: str) -> dict:
         f"{WRITERS} writers on PostgreSQL. 2 cores: both nodes share them."
     )
     with ExitStack() as stack:
-        database = postgres.PostgresServer(free_port()).start()
-        stack.callback(database.stop)
-        redis = EmbeddedRedis(database.directory / "redis", port=free_port())
-        redis.start()
-        stack.callback(redis.stop)
+        database, redis = postgres_and_redis(stack)
         url = database.create_database("bench")
         first = TidingsServer(url, redis.url, workers=1, TOPICS="bench", **env).start(timeout=30)
         stack.callback(first.stop)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import orjson
 
-from feed.embedded import EmbeddedRedis
-from tests import postgres
 from tests.servers import TidingsServer, free_port
 
 from .publisher import request_ms, run_all
+from .scale import postgres_and_redis
 from .server import BenchServer, authorization, cpu_seconds
 
 BENCH = Path(__file__).resolve().parent
@@ -182,11 +181,7 @@ def _on_sqlite() -> dict:
 def _on_postgres() -> dict:
     tidings, plain = {}, {}
     with ExitStack() as stack:
-        database = postgres.PostgresServer(free_port()).start()
-        stack.callback(database.stop)
-        redis = EmbeddedRedis(database.directory / "redis", port=free_port())
-        redis.start()
-        stack.callback(redis.stop)
+        database, redis = postgres_and_redis(stack)
         for workers in WORKERS:
             url = database.create_database(f"tidings_{workers}")
             server = TidingsServer(url, redis.url, workers=workers).start(timeout=30)

@@ -60,10 +60,9 @@ def from_environment(instance_path: str) -> dict:
         "SUBSCRIBER_MAX_PENDING": _int("SUBSCRIBER_MAX_PENDING", 1024),
         "SUBSCRIBER_MAX_PENDING_BYTES": _int("SUBSCRIBER_MAX_PENDING_BYTES", 1 << 20),
         "STREAM_SEND_BUFFER": _int("STREAM_SEND_BUFFER", 64 << 10),
-        # Under gunicorn, live streams written by the worker's loop, not a greenlet each
-        # (feed.parking): 1 turns it on; off by default until a browser test's hang at page
-        # close, seen only in whole fresh runs with it on, is understood.
-        "PARK_STREAMS": bool(_int("PARK_STREAMS", 0)),
+        # Under gunicorn, live streams are written by the worker's loop, not a greenlet each
+        # (feed.parking); 0 keeps each on its connection's greenlet.
+        "PARK_STREAMS": bool(_int("PARK_STREAMS", 1)),
         # Streams one worker holds at most (gunicorn's worker_connections is the same
         # setting); past it a new stream is answered 503 `at_capacity`.
         "WORKER_STREAMS": _int("WORKER_CONNECTIONS", 10000),

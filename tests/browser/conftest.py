@@ -1,9 +1,13 @@
 """Fixtures for browser tests: Debian's Chromium driven by Playwright, and a seeded server."""
 
+import contextlib
+import threading
+import warnings
 from pathlib import Path
 
+import psutil
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Error, Page, expect, sync_playwright
 
 from models.activity import start_of_today
 from models.seed import seed
@@ -26,15 +30,119 @@ SETTLE_MS = 30_000
 expect.set_options(timeout=SETTLE_MS)
 
 
+# Chromium now and then never answers the request that disposes of a browser profile
+# (Target.disposeBrowserContext) although every page in it is done: past this, it is ended
+# and started anew, with a warning, instead of stalling the run.
+CLOSE_SECONDS = 30
+
+
+class Chromium:
+    """Debian's headless Chromium under Playwright, started again when it had to be ended."""
+
+    def __init__(self, playwright):
+        self.playwright = playwright
+        self.browser: Browser | None = None
+        self.process: psutil.Process | None = None
+        # Set by the watchdog when it had to end the browser.
+        self._ended = False
+
+    def current(self) -> Browser:
+        """Return the running browser, launching one when there is none."""
+        if self.browser is None or not self.browser.is_connected():
+            before = _chromium_processes()
+            self.browser = self.playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+            )
+            started = [p for p in _chromium_processes() - before if not _is_chromium(p.parent())]
+            self.process = started[0] if len(started) == 1 else None
+        return self.browser
+
+    def close(self, context: BrowserContext) -> None:
+        """Close a profile; a browser that does not answer within CLOSE_SECONDS is ended."""
+        pages = [page.url for page in context.pages]
+        watchdog = threading.Timer(CLOSE_SECONDS, self._end)
+        watchdog.start()
+        try:
+            context.close()
+        except Error:
+            # Closing fails when the browser was ended under it.
+            if not self._ended:
+                raise
+        finally:
+            watchdog.cancel()
+        if self._ended:
+            self._ended = False
+            warnings.warn(
+                f"Chromium did not close a profile in {CLOSE_SECONDS} s (pages {pages}): "
+                "ended it; the next test starts another",
+                stacklevel=2,
+            )
+
+    def _end(self) -> None:
+        self._ended = True
+        if self.process is not None:
+            for process in [*self.process.children(recursive=True), self.process]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+
+    def stop(self) -> None:
+        """Close the browser, if it runs."""
+        if self.browser is not None and self.browser.is_connected():
+            self.browser.close()
+
+
+def _is_chromium(process: psutil.Process | None) -> bool:
+    return process is not None and process.name().startswith("chrom")
+
+
+def _chromium_processes() -> set[psutil.Process]:
+    """Return the Chromium processes this test run started."""
+    return {p for p in psutil.Process().children(recursive=True) if _is_chromium(p)}
+
+
 @pytest.fixture(scope="session")
-def browser():
+def chromium():
     """One headless Chromium for the session (the system package, never a download)."""
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
+        running = Chromium(playwright)
+        yield running
+        running.stop()
+
+
+@pytest.fixture
+def browser(chromium) -> Browser:
+    """The session's Chromium."""
+    return chromium.current()
+
+
+class Profiles:
+    """Fresh browser profiles (their own storage, locks and channels), each closed at the end."""
+
+    def __init__(self, chromium: Chromium):
+        self.chromium = chromium
+        self.made: list[BrowserContext] = []
+
+    def __call__(self, **options) -> BrowserContext:
+        """Return a new signed-out profile with a 1280×900 window unless told otherwise."""
+        context = self.chromium.current().new_context(
+            **{"viewport": {"width": 1280, "height": 900}, **options}
         )
-        yield chromium
-        chromium.close()
+        context.set_default_timeout(SETTLE_MS)
+        self.made.append(context)
+        return context
+
+    def close(self, context: BrowserContext) -> None:
+        """Close a profile now, as a user closing the browser window."""
+        self.chromium.close(context)
+
+
+@pytest.fixture
+def new_context(chromium):
+    """Return fresh, signed-out browser profiles, all closed at the end."""
+    profiles = Profiles(chromium)
+    yield profiles
+    for context in profiles.made:
+        profiles.close(context)
 
 
 @pytest.fixture
@@ -52,14 +160,11 @@ def dashboard(seeded, start_server):
 
 
 @pytest.fixture
-def context(browser: Browser, app, admin):
-    """A fresh browser profile (its own storage, locks and channels) signed in as the admin,
-    closed at the end."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    ctx.set_default_timeout(SETTLE_MS)
+def context(new_context, app, admin) -> BrowserContext:
+    """A fresh browser profile signed in as the admin, closed at the end."""
+    ctx = new_context()
     sign_in_context(ctx, app, admin)
-    yield ctx
-    ctx.close()
+    return ctx
 
 
 def open_dashboard(context: BrowserContext, url: str) -> Page:

@@ -24,22 +24,6 @@ pytestmark = pytest.mark.browser
 SIGNED_OUT_MS = 5_000
 
 
-@pytest.fixture
-def new_context(browser):
-    """Return fresh, signed-out browser profiles, all closed at the end."""
-    made: list[BrowserContext] = []
-
-    def make() -> BrowserContext:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(SETTLE_MS)
-        made.append(context)
-        return context
-
-    yield make
-    for context in made:
-        context.close()
-
-
 def open_as(context: BrowserContext, url: str, username: str) -> tuple[Page, dict]:
     """Sign in as a user, open the dashboard live; return the page and the login's body."""
     login = sign_in_browser(context, url, username)

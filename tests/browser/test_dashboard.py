@@ -126,13 +126,13 @@ def test_blocked_stream_falls_back_to_polling_and_comes_back(dashboard, context)
     wait_stock(page, db_stock(dashboard.url))
 
 
-def test_tabs_share_one_stream_and_hand_it_over(seeded, start_server, browser, tmp_path):
+def test_tabs_share_one_stream_and_hand_it_over(seeded, start_server, new_context, tmp_path):
     # The server's own access log says which requests reached it.
     access_log = tmp_path / "access.log"
     server = start_server(
         workers=1, HEARTBEAT_SECONDS="1", GUNICORN_CMD_ARGS=f"--access-logfile {access_log}"
     )
-    context = browser.new_context()
+    context = new_context()
     seen = []
     context.on("request", lambda request: is_stream(request.url) and seen.append(request.url))
     pages = [open_dashboard(context, server.url) for _ in range(3)]
@@ -150,7 +150,7 @@ def test_tabs_share_one_stream_and_hand_it_over(seeded, start_server, browser, t
     for page in rest:
         wait_stock(page, db_stock(server.url))
     assert len(seen) == 2
-    context.close()
+    new_context.close(context)
     # The server notices closed tabs (at the next heartbeat, or at once when parked): no
     # stream is left open, and both were logged (when they ended, or went live, if parked).
     deadline = time.monotonic() + 10
@@ -234,10 +234,10 @@ def test_a_refused_write_rolls_back_with_its_reason(dashboard, context):
     wait_stock(page, before)
 
 
-def test_dashboard_screenshots_desktop_and_phone(dashboard, browser):
+def test_dashboard_screenshots_desktop_and_phone(dashboard, new_context):
     ARTIFACTS.mkdir(exist_ok=True)
     for name, viewport in (("desktop", (1280, 900)), ("phone", (390, 844))):
-        context = browser.new_context(
+        context = new_context(
             viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=1
         )
         page = open_dashboard(context, dashboard.url)
@@ -250,35 +250,33 @@ def test_dashboard_screenshots_desktop_and_phone(dashboard, browser):
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} layout is wider than the screen by {overflow}px"
         page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
-        context.close()
+        new_context.close(context)
 
 
-def test_who_is_online_follows_the_server_s_roster_and_events(seeded, app, start_server, browser):
+def test_who_is_online_follows_the_server_s_roster_and_events(
+    seeded, app, start_server, new_context
+):
     # A channel of its own: user ids repeat between tests' databases, and Redis outlives them.
     server = start_server(workers=2, HEARTBEAT_SECONDS="1", FEED_CHANNEL=app.config["FEED_CHANNEL"])
     staff = make_user(app, "staff", 1)
-    admin_context, staff_context = browser.new_context(), browser.new_context()
+    admin_context, staff_context = new_context(), new_context()
     for context in (admin_context, staff_context):
         # No tab announces itself: what the pages show comes from the server's streams.
         context.route(
             lambda url: urlparse(url).path == "/presence",
             lambda route: route.fulfill(status=204),
         )
-    try:
-        admin_page = open_dashboard(admin_context, server.url)
-        # The staff page reads the roster (the admin is there); the admin's gets a join.
-        sign_in_browser(staff_context, server.url, staff.username)
-        staff_page = staff_context.new_page()
-        staff_page.goto(server.url + "/")
-        wait_state(staff_page, "live")
-        expect(staff_page.locator("#presence li", has_text="admin")).to_have_count(1)
-        expect(admin_page.locator("#presence li", has_text=staff.username)).to_have_count(1)
-        expect(admin_page.locator("#presence-summary")).to_have_text("2 viewing")
-        # Its last stream closed, the staff user leaves the admin's list.
-        staff_context.close()
-        expect(admin_page.locator("#presence li", has_text=staff.username)).to_have_count(
-            0, timeout=5000
-        )
-    finally:
-        admin_context.close()
-        staff_context.close()
+    admin_page = open_dashboard(admin_context, server.url)
+    # The staff page reads the roster (the admin is there); the admin's gets a join.
+    sign_in_browser(staff_context, server.url, staff.username)
+    staff_page = staff_context.new_page()
+    staff_page.goto(server.url + "/")
+    wait_state(staff_page, "live")
+    expect(staff_page.locator("#presence li", has_text="admin")).to_have_count(1)
+    expect(admin_page.locator("#presence li", has_text=staff.username)).to_have_count(1)
+    expect(admin_page.locator("#presence-summary")).to_have_text("2 viewing")
+    # Its last stream closed, the staff user leaves the admin's list.
+    new_context.close(staff_context)
+    expect(admin_page.locator("#presence li", has_text=staff.username)).to_have_count(
+        0, timeout=5000
+    )

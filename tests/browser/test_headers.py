@@ -6,7 +6,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from blueprints.headers import CONTENT_SECURITY_POLICY
 
-from .conftest import SETTLE_MS, open_dashboard
+from .conftest import open_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -59,17 +59,13 @@ def test_monitor_runs_under_the_policy(dashboard, context):
     _no_violations(page, messages)
 
 
-def test_sign_in_page_runs_under_the_policy(dashboard, browser):
-    context = browser.new_context()
-    context.set_default_timeout(SETTLE_MS)
-    try:
-        messages = _watched(context)
-        page = context.new_page()
-        assert _policy_of(page, dashboard.url + "/") == CONTENT_SECURITY_POLICY
-        page.fill("#signin-username", "admin")
-        page.fill("#signin-password", "not it")
-        page.click("#signin-form button")
-        expect(page.locator("#signin-error")).to_be_visible()
-        _no_violations(page, messages)
-    finally:
-        context.close()
+def test_sign_in_page_runs_under_the_policy(dashboard, new_context):
+    context = new_context()
+    messages = _watched(context)
+    page = context.new_page()
+    assert _policy_of(page, dashboard.url + "/") == CONTENT_SECURITY_POLICY
+    page.fill("#signin-username", "admin")
+    page.fill("#signin-password", "not it")
+    page.click("#signin-form button")
+    expect(page.locator("#signin-error")).to_be_visible()
+    _no_violations(page, messages)

@@ -28,7 +28,7 @@ STREAM_HEADERS = {
 }
 
 
-def _shallow(wsgi_app):
+def _shallow(wsgi_app, app):
     """Answer a stream's request in a greenlet of its own that ends with the request.
 
     The connection's greenlet then runs only the server's few frames: the pages of Python
@@ -42,7 +42,10 @@ def _shallow(wsgi_app):
         if environ.get("PATH_INFO") != STREAM_PATH:
             return wsgi_app(environ, start_response)
         started = datetime.now()
-        body = gevent.spawn(wsgi_app, environ, start_response).get()
+        # Dispatched in a turn: in a reconnect storm, a few at a time (feed.openings).
+        body = app.extensions["tidings"].openings.run(
+            lambda: gevent.spawn(wsgi_app, environ, start_response).get()
+        )
         # The server keeps the environ for the connection's life; the request object the
         # app cached in it is done with once the response is built.
         environ.pop("werkzeug.request", None)
@@ -69,7 +72,7 @@ def _park(observed: ObservedStream, body, server_response: GunicornResponse, soc
     stream = observed.body
     observed.start()
     try:
-        for chunk in stream.opening():
+        for chunk in stream.runtime.openings.admitted(stream.opening()):
             server_response.write(chunk)
         parked = Parked(stream, own_socket(sock), server_response.chunked, body.close)
     except BaseException:
@@ -81,7 +84,7 @@ def _park(observed: ObservedStream, body, server_response: GunicornResponse, soc
 
 @bp.record_once
 def _answer_streams_shallow(state) -> None:
-    state.app.wsgi_app = _shallow(state.app.wsgi_app)
+    state.app.wsgi_app = _shallow(state.app.wsgi_app, state.app)
 
 
 def _subscription():

@@ -320,7 +320,7 @@ class Stream:
         """Yield the stream's bytes until the client goes away, waiting in this greenlet."""
         subscriber = self.subscriber
         try:
-            yield from self.opening()
+            yield from self.runtime.openings.admitted(self.opening())
             while True:
                 frames, then = self.live(subscriber.wait(self.wait_seconds()))
                 if frames:

@@ -29,6 +29,7 @@ from .live import LiveTable
 from .log import Event, EventLog
 from .metrics import FeedMetrics
 from .monitor import Monitor
+from .openings import Openings
 from .policy import TOPIC_POLICIES, TopicPolicies
 from .presence import Presence
 from .registry import BUILTIN_TOPICS, Registry
@@ -125,6 +126,7 @@ class FeedRuntime:
             lease_seconds=config["PRESENCE_LEASE_SECONDS"],
         )
         self.drain = Drain(self.hub, config["DRAIN_SECONDS"], self.metrics.shed)
+        self.openings = Openings(config["STREAM_OPENINGS"])
         self.balancer = Balancer(
             self.redis,
             config["FEED_CHANNEL"] + ":streams",

@@ -1,9 +1,10 @@
 """Live streams parked on the worker's loop, and on a greenlet of their own (PARK_STREAMS=0):
-both replay, go live, beat and end the same; parked ones hold none of the server's slots,
-and a worker full of streams answers 503."""
+both replay, go live, beat and end the same, also when their openings take turns; parked
+ones hold none of the server's slots, and a worker full of streams answers 503."""
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -81,3 +82,27 @@ def test_a_closed_parked_stream_gives_its_principals_slot_back(start_server):
             time.sleep(0.1)
         assert answer.status_code == 200, answer.text
         answer.close()
+
+
+@pytest.mark.parametrize("parked", ["1", "0"])
+def test_streams_opening_together_one_at_a_time_all_replay_exactly_and_go_live(
+    start_server, parked
+):
+    server = start_server(workers=1, STREAM_OPENINGS="1", PARK_STREAMS=parked)
+    bread = create_bread_types(server.url, 1)[0]
+    start = head(server.url)
+    logged = [sell(server.url, bread, "morning") for _ in range(5)]
+
+    def open_one(_) -> tuple[SseStream, list[int]]:
+        stream = SseStream(server.url, "topics=sales_logs", last_event_id=str(start))
+        return stream, [int(b.id) for b in stream.until("ready") if b.event == "change"]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        opened = list(pool.map(open_one, range(12)))
+    try:
+        assert [replayed for _, replayed in opened] == [logged] * 12
+        live = sell(server.url, bread, "evening")
+        assert [next_change(stream, 5)["id"] for stream, _ in opened] == [live] * 12
+    finally:
+        for stream, _ in opened:
+            stream.close()

@@ -5,11 +5,13 @@ import fcntl
 import os
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from gevent import GreenletExit
 
-from feed import ApiError, runtime, writes
+from feed import ApiError, group_commit, runtime, writes
 from feed.transactions import lock_path
 
 from .api_helpers import log_head, logged
@@ -190,3 +192,119 @@ def test_writes_to_one_row_in_one_group_are_each_told_their_own_event(app):
     assert [body["event"] for _, body in outcomes] == [e["id"] for e in events]
     assert [e["row"]["mood"] for e in events] == [1, 2, 5]
     assert [body["row"]["mood"] for _, body in outcomes] == [1, 2, 5]
+
+
+class StoppableEvent(threading.Event):
+    """A write's wake-up whose waiter can be stopped, as a killed greenlet is: `stop()` at
+    once, or `stop_when_woken` for the moment it is woken (handed the lead)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped = threading.Event()
+        self.stop_when_woken = False
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def set(self) -> None:
+        if self.stop_when_woken:
+            self.stop()
+        else:
+            super().set()
+
+    def wait(self, timeout=None) -> bool:
+        with self._cond:
+            self._cond.wait_for(lambda: self.is_set() or self.stopped.is_set())
+        if self.stopped.is_set():
+            raise GreenletExit
+        return True
+
+
+@pytest.fixture
+def stoppable(monkeypatch):
+    """Give every queued write a StoppableEvent as its wake-up."""
+    patched = SimpleNamespace(
+        Event=StoppableEvent, Lock=threading.Lock, get_ident=threading.get_ident
+    )
+    monkeypatch.setattr(group_commit, "threading", patched)
+
+
+def _run_in_thread(app, name: str, ran: list, gate: threading.Event | None = None):
+    """Run one write through the app's group in a thread; return the thread and its
+    outcome."""
+    group = runtime_of(app).transactions._group
+    outcome: dict = {}
+
+    def work(_session):
+        ran.append(name)
+        if gate is not None:
+            assert gate.wait(10)
+        return name
+
+    def call() -> None:
+        try:
+            with app.app_context():
+                outcome["result"] = group.run(work, mutation=None, principal=None)
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread, outcome
+
+
+def _until(condition, what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def _queued(group, count: int) -> list:
+    """Wait until `count` writes wait in the group's queue; return them."""
+    _until(lambda: len(group._queue) >= count, "the writes did not queue")
+    return list(group._queue)
+
+
+def test_a_write_stopped_while_it_waits_leaves_its_group_and_the_others_commit(app, stoppable):
+    group = runtime_of(app).transactions._group
+    gate, ran = threading.Event(), []
+    leader, led = _run_in_thread(app, "leader", ran, gate)
+    # The leader is at work in its transaction; two writes wait for the next group.
+    _until(lambda: ran == ["leader"], "the leader did not start")
+    (stopped_thread, stopped), (follower, followed) = [
+        _run_in_thread(app, name, ran) for name in ("stopped", "follower")
+    ]
+    stopped_write, _ = _queued(group, 2)
+    stopped_write.woken.stop()
+    stopped_thread.join(5)
+    gate.set()
+    for thread in (leader, follower):
+        thread.join(10)
+    assert isinstance(stopped["error"], GreenletExit)
+    assert (led, followed) == ({"result": "leader"}, {"result": "follower"})
+    assert ran == ["leader", "follower"]
+    assert not group._queue and not group._leading
+
+
+def test_a_write_stopped_as_it_is_handed_the_lead_hands_it_on(app, stoppable):
+    group = runtime_of(app).transactions._group
+    gate, ran = threading.Event(), []
+    leader, led = _run_in_thread(app, "leader", ran, gate)
+    _until(lambda: ran == ["leader"], "the leader did not start")
+    (next_thread, next_one), (last_thread, last_one) = [
+        _run_in_thread(app, name, ran) for name in ("next", "last")
+    ]
+    next_write, _ = _queued(group, 2)
+    next_write.woken.stop_when_woken = True
+    gate.set()
+    for thread in (leader, next_thread, last_thread):
+        thread.join(10)
+    assert isinstance(next_one["error"], GreenletExit)
+    assert (led, last_one) == ({"result": "leader"}, {"result": "last"})
+    assert ran == ["leader", "last"]
+    assert not group._queue and not group._leading
+    # The group still takes writes.
+    assert _post(app, "after")[0] == 201

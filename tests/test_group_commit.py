@@ -262,49 +262,44 @@ def _until(condition, what: str) -> None:
         time.sleep(0.005)
 
 
-def _queued(group, count: int) -> list:
-    """Wait until `count` writes wait in the group's queue; return them."""
-    _until(lambda: len(group._queue) >= count, "the writes did not queue")
-    return list(group._queue)
+def _two_waiting_behind_a_leader(app, stop):
+    """Have a leader at work in its transaction and two writes, "stopped" then "waiting",
+    queued for the next group; `stop(write)` is done to the first; then let the leader
+    finish. Return what ran, in order, and each write's outcome once all are done."""
+    group = runtime_of(app).transactions._group
+    gate, ran = threading.Event(), []
+    leader = _run_in_thread(app, "leader", ran, gate)
+    _until(lambda: ran == ["leader"], "the leader did not start")
+    waiters = [_run_in_thread(app, name, ran) for name in ("stopped", "waiting")]
+    _until(lambda: len(group._queue) == 2, "the writes did not queue")
+    stop(group._queue[0])
+    gate.set()
+    for thread, _ in (leader, *waiters):
+        thread.join(10)
+    assert not group._queue and not group._leading
+    return ran, [outcome for _, outcome in (leader, *waiters)]
 
 
 def test_a_write_stopped_while_it_waits_leaves_its_group_and_the_others_commit(app, stoppable):
     group = runtime_of(app).transactions._group
-    gate, ran = threading.Event(), []
-    leader, led = _run_in_thread(app, "leader", ran, gate)
-    # The leader is at work in its transaction; two writes wait for the next group.
-    _until(lambda: ran == ["leader"], "the leader did not start")
-    (stopped_thread, stopped), (follower, followed) = [
-        _run_in_thread(app, name, ran) for name in ("stopped", "follower")
-    ]
-    stopped_write, _ = _queued(group, 2)
-    stopped_write.woken.stop()
-    stopped_thread.join(5)
-    gate.set()
-    for thread in (leader, follower):
-        thread.join(10)
+
+    def stop(write) -> None:
+        write.woken.stop()
+        _until(lambda: len(group._queue) == 1, "the stopped write stayed queued")
+
+    ran, (led, stopped, waited) = _two_waiting_behind_a_leader(app, stop)
     assert isinstance(stopped["error"], GreenletExit)
-    assert (led, followed) == ({"result": "leader"}, {"result": "follower"})
-    assert ran == ["leader", "follower"]
-    assert not group._queue and not group._leading
+    assert (led, waited) == ({"result": "leader"}, {"result": "waiting"})
+    assert ran == ["leader", "waiting"]
 
 
 def test_a_write_stopped_as_it_is_handed_the_lead_hands_it_on(app, stoppable):
-    group = runtime_of(app).transactions._group
-    gate, ran = threading.Event(), []
-    leader, led = _run_in_thread(app, "leader", ran, gate)
-    _until(lambda: ran == ["leader"], "the leader did not start")
-    (next_thread, next_one), (last_thread, last_one) = [
-        _run_in_thread(app, name, ran) for name in ("next", "last")
-    ]
-    next_write, _ = _queued(group, 2)
-    next_write.woken.stop_when_woken = True
-    gate.set()
-    for thread in (leader, next_thread, last_thread):
-        thread.join(10)
-    assert isinstance(next_one["error"], GreenletExit)
-    assert (led, last_one) == ({"result": "leader"}, {"result": "last"})
-    assert ran == ["leader", "last"]
-    assert not group._queue and not group._leading
+    def stop_when_woken(write) -> None:
+        write.woken.stop_when_woken = True
+
+    ran, (led, stopped, waited) = _two_waiting_behind_a_leader(app, stop_when_woken)
+    assert isinstance(stopped["error"], GreenletExit)
+    assert (led, waited) == ({"result": "leader"}, {"result": "waiting"})
+    assert ran == ["leader", "waiting"]
     # The group still takes writes.
     assert _post(app, "after")[0] == 201

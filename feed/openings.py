@@ -3,8 +3,11 @@
 Thousands of clients reconnecting at once each cost a request's dispatch (access checks,
 limits) and a replay to render. Run all together, every turn of the worker's loop waits for
 thousands of them, and a live stream's next event with it. Admitted a few at a time, the
-loop turns as often as with a few, and the worker's core stays just as busy. Only work is
-admitted: writing to a client holds no turn, so slow readers cannot keep others out.
+loop turns as often as with a few. Only work is admitted: writing to a client holds no turn,
+so slow readers cannot keep others out. A turn also covers the opening's round trips to
+Redis (limits, presence), so bounded openings finish later in total: measured with 10,000
+clients reconnecting to 2 workers, 32 turns kept live streams' p99 at 138 ms instead of
+4.4 s, but the storm took 21.6 s instead of 11.7 s. Hence no bound by default.
 """
 
 from collections.abc import Callable, Iterator

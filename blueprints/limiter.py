@@ -27,10 +27,16 @@ from feed.bus import REDIS_DOWN
 
 logger = logging.getLogger("tidings.limits")
 
-# The longest one Redis step (connect, answer, a free pooled connection) may take: the
-# limiter sits in front of every write, so a stalled Redis costs the requests under way
-# this much, once, before the fallback takes over.
+# The longest one Redis step (connect, answer) may take: the limiter sits in front of
+# every write, so a stalled Redis costs the requests under way this much, once, before
+# the fallback takes over.
 REDIS_WAIT_SECONDS = 0.25
+# How long a request may wait for one of the pooled connections, all busy with others'
+# round trips. Waiting in line is not Redis failing: under load (a worker's core saturated,
+# each holder slow to read its answer) a line longer than REDIS_WAIT_SECONDS used to switch
+# a healthy Redis's limits to per-process counts. A stalled Redis still switches them at
+# the first holder's REDIS_WAIT_SECONDS.
+POOL_WAIT_SECONDS = 2.0
 # Short waits, and one immediate reconnect for a pooled connection Redis closed.
 REDIS_OPTIONS = {
     "socket_timeout": REDIS_WAIT_SECONDS,
@@ -106,7 +112,7 @@ class Limiter:
         self._pool = BlockingConnectionPool.from_url(
             redis_url,
             max_connections=REDIS_CONNECTIONS,
-            timeout=REDIS_WAIT_SECONDS,
+            timeout=POOL_WAIT_SECONDS,
             **REDIS_OPTIONS,
         )
         self._storage = RedisStorage(

@@ -5,6 +5,7 @@ is down."""
 import http.client
 import itertools
 import signal
+import threading
 import time
 
 import orjson
@@ -13,9 +14,10 @@ import pytest
 import redis
 import requests
 from flask import g
+from limits import parse
 
 from app import create_app
-from blueprints.limiter import REDIS_WAIT_SECONDS, Limiter, Slot, storage_uri
+from blueprints.limiter import REDIS_CONNECTIONS, REDIS_WAIT_SECONDS, Limiter, Slot, storage_uri
 from blueprints.ratelimit import principal_key
 from feed.embedded import EmbeddedRedis
 from feed.principal import NOBODY, Principal
@@ -375,6 +377,29 @@ def test_a_dead_workers_stream_slots_lapse(workers):
     slot = alive.open_stream("user:1")
     assert isinstance(slot, Slot)
     alive.close_stream(slot)
+
+
+def test_requests_waiting_for_a_pooled_connection_still_count_in_redis(workers):
+    limiter = workers(1)
+    limiter.rates["writes"] = parse("100/minute")
+    # Every pooled connection is busy with another request's round trip, for longer than
+    # Redis itself may take to answer.
+    busy = [limiter._pool.get_connection() for _ in range(REDIS_CONNECTIONS)]
+    outcome = []
+    waiting = threading.Thread(target=lambda: outcome.append(limiter.hit("writes", "user:3")))
+    waiting.start()
+    time.sleep(REDIS_WAIT_SECONDS * 2)
+    limiter._pool.release(busy.pop())
+    waiting.join(5)
+    for connection in busy:
+        limiter._pool.release(connection)
+    assert outcome == [None]
+    assert limiter.shared
+    # Counted in Redis, where the node's other workers see it.
+    other = workers(1)
+    other.rates["writes"] = parse("100/minute")
+    stats = other._shared.get_window_stats(other.rates["writes"], "writes", "user:3")
+    assert stats.remaining == 99
 
 
 def test_open_stream_leases_are_renewed_and_put_back_in_a_redis_that_lost_them(

@@ -60,16 +60,13 @@ class Replays:
         held = self.held.get(key)
         if held is not None:
             owner, made_in, made_at, _, (frames, position, at_head) = held
-            # One that reached a head since passed still holds every event up to it: the
-            # reader goes on from there (while a storm opens, events keep coming) — unless
-            # it got nowhere, which would send the reader back to this same page.
-            passed = at_head and made_at != head
-            same = owner is subscription and made_in == generation
-            if same and not (passed and position == after):
+            if owner is subscription and made_in == generation:
                 self.held.move_to_end(key)
                 # A page read from the ring all the same, as the ring's readers count them.
                 ring.hits += 1
-                return list(frames), position, at_head and not passed
+                # One that reached a head since passed still holds every event up to it:
+                # the reader goes on from there (while a storm opens, events keep coming).
+                return list(frames), position, at_head and made_at == head
         frames, position, at_head = render()
         self._forget(key)
         weight = sum(map(len, frames))

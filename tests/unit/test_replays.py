@@ -89,17 +89,6 @@ def test_a_page_that_reached_a_passed_head_is_shared_and_read_on_from():
     assert frames + rest == _own(runtime, subscription, 10, 100) and len(frames + rest) == 11
 
 
-def test_an_empty_page_at_a_passed_head_is_read_again():
-    runtime = _runtime(20)
-    subscription = _shared(runtime)
-    assert _replay_page(runtime, subscription, 20, 100) == ([], 20, True)
-    runtime.hub.deliver(_event(21, store=1))
-    # Not the empty page again (its reader would ask for it for ever): the new event.
-    frames, position, at_head = _replay_page(runtime, subscription, 20, 100)
-    assert (frames, position, at_head) == (_own(runtime, subscription, 20, 100), 21, True)
-    assert len(frames) == 1
-
-
 def test_a_ring_started_again_renders_its_own_events():
     runtime = _runtime(20)
     subscription = _shared(runtime)

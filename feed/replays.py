@@ -5,9 +5,8 @@ cursor, and each page they read is the same run of the ring's events seen throug
 views: its frames are rendered once and handed to each. A page is the same only for the same
 subscription object (the hub shares one per distinct set of views, so per policy group: never
 another principal's shape), the same cursor and page size, the same run of the ring (its
-generation: a restarted ring holds other events). A page that stopped at a head the ring has
-since passed is shared all the same, as a page that did not reach the head: its reader reads
-on from where it stopped.
+generation: a restarted ring holds other events), and — for a page that stopped at the ring's
+head — the same head.
 """
 
 from __future__ import annotations
@@ -60,13 +59,11 @@ class Replays:
         held = self.held.get(key)
         if held is not None:
             owner, made_in, made_at, _, (frames, position, at_head) = held
-            if owner is subscription and made_in == generation:
+            if owner is subscription and made_in == generation and (not at_head or made_at == head):
                 self.held.move_to_end(key)
                 # A page read from the ring all the same, as the ring's readers count them.
                 ring.hits += 1
-                # One that reached a head since passed still holds every event up to it:
-                # the reader goes on from there (while a storm opens, events keep coming).
-                return list(frames), position, at_head and made_at == head
+                return list(frames), position, at_head
         frames, position, at_head = render()
         self._forget(key)
         weight = sum(map(len, frames))

@@ -35,7 +35,7 @@ from tests.servers import free_port
 
 from .publisher import bench_event, send_paced
 from .server import BenchServer, authorization, cpu_seconds
-from .swarm import TOKEN_VARIABLE, SwarmProcess, admin_token, end_child
+from .swarm import TOKEN_VARIABLE, Blocks, SwarmProcess, admin_token, end_child
 
 CLIENTS = 10_000
 # Tidings is measured a second time with this many stream openings at work per worker.
@@ -82,7 +82,7 @@ class Client(asyncio.Protocol):
         self.connected_at = 0.0
         self.connect_seconds = 0.0
         self.retry_seconds = random.uniform(*RETRY_SECONDS)
-        self.buffer = b""
+        self.blocks = Blocks()
         self.answered = False
         self.failure: str | None = None
         self.transport = None
@@ -95,18 +95,15 @@ class Client(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.connect_seconds = max(self.connect_seconds, time.time() - self.connected_at)
-        self.buffer = b""
+        self.blocks = Blocks()
         self.answered = False
         self.failure = None
         transport.write(self.storm.request % self.cursor())
 
     def data_received(self, data: bytes) -> None:
-        data = self.buffer + data
-        end = data.rfind(b"\n\n") + 2
-        if end == 1:
-            self.buffer = data
+        data, end = self.blocks.take(data)
+        if not end:
             return
-        self.buffer = data[end:]
         if not self.answered:
             if not data.startswith(b"HTTP/1.1 200"):
                 self.failure = "http " + data[9:12].decode(errors="replace")

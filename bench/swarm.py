@@ -92,6 +92,26 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Blocks:
+    """An SSE response's bytes as they arrive, handed on up to the end of the last whole
+    block (a block cut by a read waits for the next)."""
+
+    __slots__ = ("rest",)
+
+    def __init__(self):
+        self.rest = b""
+
+    def take(self, data: bytes) -> tuple[bytes, int]:
+        """Return the bytes so far and where their last whole block ends (0: none yet)."""
+        data = self.rest + data
+        end = data.rfind(b"\n\n") + 2
+        if end == 1:
+            self.rest = data
+            return data, 0
+        self.rest = data[end:]
+        return data, end
+
+
 class Subscriber(asyncio.Protocol):
     """One SSE stream. The body is HTTP/1.1 chunked (or close-delimited), and each chunk holds
     whole SSE blocks (the server writes whole frames), so chunk markers only ever sit between
@@ -100,7 +120,7 @@ class Subscriber(asyncio.Protocol):
     def __init__(self, swarm: "Swarm", request: bytes):
         self.swarm = swarm
         self.request = request
-        self.buffer = b""
+        self.blocks = Blocks()
         self.ready = asyncio.get_running_loop().create_future()
         self.answered = False
         self.last_id = 0
@@ -116,12 +136,9 @@ class Subscriber(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
-        data = self.buffer + data
-        end = data.rfind(b"\n\n") + 2
-        if end == 1:
-            self.buffer = data
+        data, end = self.blocks.take(data)
+        if not end:
             return
-        self.buffer = data[end:]
         if not self.ready.done():
             if not self.answered and not data.startswith(b"HTTP/1.1 200"):
                 self.ready.set_exception(RuntimeError(data[:200].decode(errors="replace")))

@@ -200,6 +200,7 @@ class Stream:
         "principal",
         "credential",
         "presence",
+        "heartbeat_seconds",
     )
 
     def __init__(
@@ -220,6 +221,8 @@ class Stream:
         self.principal = principal
         self.credential = Credential(runtime.credentials, principal)
         self.presence = None
+        # Read once: every wake of a live stream asks how long it may wait next.
+        self.heartbeat_seconds = config["HEARTBEAT_SECONDS"]
 
     def _replay(self) -> Iterator[bytes]:
         """Send every matching logged event after the cursor, up to the head, in pages sized
@@ -265,7 +268,7 @@ class Stream:
     def wait_seconds(self) -> float:
         """Return how long the stream may wait for its next wake: a heartbeat's interval,
         or less when its credential expires sooner."""
-        return self.credential.wait_at_most(self.runtime.config["HEARTBEAT_SECONDS"])
+        return self.credential.wait_at_most(self.heartbeat_seconds)
 
     def live(self, woke: bool) -> tuple[list[bytes], str]:
         """Answer one wake (or, when not `woke`, a wait that timed out): the frames to

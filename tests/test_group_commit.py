@@ -15,6 +15,7 @@ from feed import ApiError, group_commit, runtime, writes
 from feed.transactions import lock_path
 
 from .api_helpers import log_head, logged
+from .delivery_tools import wait_for
 
 ROW = {"shift": "morning", "mood": 3}
 
@@ -255,13 +256,6 @@ def _run_in_thread(app, name: str, ran: list, gate: threading.Event | None = Non
     return thread, outcome
 
 
-def _until(condition, what: str) -> None:
-    deadline = time.monotonic() + 5
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
 def _two_waiting_behind_a_leader(app, stop):
     """Have a leader at work in its transaction and two writes, "stopped" then "waiting",
     queued for the next group; `stop(write)` is done to the first; then let the leader
@@ -269,9 +263,9 @@ def _two_waiting_behind_a_leader(app, stop):
     group = runtime_of(app).transactions._group
     gate, ran = threading.Event(), []
     leader = _run_in_thread(app, "leader", ran, gate)
-    _until(lambda: ran == ["leader"], "the leader did not start")
+    wait_for(lambda: ran == ["leader"], 5, "the leader to start")
     waiters = [_run_in_thread(app, name, ran) for name in ("stopped", "waiting")]
-    _until(lambda: len(group._queue) == 2, "the writes did not queue")
+    wait_for(lambda: len(group._queue) == 2, 5, "the writes to queue")
     stop(group._queue[0])
     gate.set()
     for thread, _ in (leader, *waiters):
@@ -285,7 +279,7 @@ def test_a_write_stopped_while_it_waits_leaves_its_group_and_the_others_commit(a
 
     def stop(write) -> None:
         write.woken.stop()
-        _until(lambda: len(group._queue) == 1, "the stopped write stayed queued")
+        wait_for(lambda: len(group._queue) == 1, 5, "the stopped write to leave the queue")
 
     ran, (led, stopped, waited) = _two_waiting_behind_a_leader(app, stop)
     assert isinstance(stopped["error"], GreenletExit)

@@ -2,13 +2,12 @@
 both replay, go live, beat and end the same, also when their openings take turns; parked
 ones hold none of the server's slots, and a worker full of streams answers 503."""
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .delivery_tools import create_bread_types, head, next_change, sell
+from .delivery_tools import create_bread_types, head, next_change, sell, wait_for
 from .servers import http
 from .sse import SseStream
 
@@ -55,14 +54,8 @@ def test_parked_streams_hold_no_server_slot_and_a_full_worker_answers_503(start_
         for stream in streams:
             stream.close()
     # A parked stream notices at once that its client hung up, and its place frees.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        answer = http(server.url).get(f"{server.url}/stream?topics=bread_types", stream=True)
-        answer.close()
-        if answer.status_code == 200:
-            return
-        time.sleep(0.2)
-    raise AssertionError("closed streams never freed their places")
+    url = f"{server.url}/stream?topics=bread_types"
+    wait_for(lambda: _let_in(url, refused=503), 5, "closed streams to free their places")
 
 
 def test_a_closed_parked_stream_gives_its_principals_slot_back(start_server):
@@ -75,13 +68,16 @@ def test_a_closed_parked_stream_gives_its_principals_slot_back(start_server):
     for _ in range(5):
         # The principal's one slot is free again soon after each close: the hang-up is
         # seen at once and the slot given back (it would stay taken for its 60-s lease).
-        deadline = time.monotonic() + 5
-        while (answer := http(server.url).get(url, stream=True)).status_code == 429:
-            answer.close()
-            assert time.monotonic() < deadline, "the closed stream's slot was never given back"
-            time.sleep(0.1)
-        assert answer.status_code == 200, answer.text
-        answer.close()
+        wait_for(lambda: _let_in(url, refused=429), 5, "the closed stream's slot back")
+
+
+def _let_in(url: str, refused: int) -> bool:
+    """Open a stream and close it again; tell whether it was let in (False when answered
+    `refused`, an AssertionError for any other answer)."""
+    answer = http(url).get(url, stream=True)
+    answer.close()
+    assert answer.status_code in (200, refused), answer.text
+    return answer.status_code == 200
 
 
 @pytest.mark.parametrize("parked", ["1", "0"])

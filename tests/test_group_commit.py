@@ -46,10 +46,8 @@ def _together(app, calls) -> list:
         for thread in threads:
             thread.start()
             # Queued in call order: the next starts once this one waits in the queue.
-            deadline = time.monotonic() + 5
-            while len(group._queue) < threads.index(thread) + 1:
-                assert time.monotonic() < deadline, "the write did not queue"
-                time.sleep(0.005)
+            queued = threads.index(thread) + 1
+            wait_for(lambda n=queued: len(group._queue) >= n, 5, "the write to queue")
     finally:
         fcntl.flock(holder, fcntl.LOCK_UN)
         os.close(holder)

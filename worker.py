@@ -10,9 +10,13 @@ import time
 import weakref
 
 import gevent
+import orjson
 from gevent import socket as gevent_socket
 from gevent.server import StreamServer
+from gunicorn.http.wsgi import Response
 from gunicorn.workers import ggevent
+
+from feed import drain
 
 _gevent_sendall = gevent_socket.socket.sendall
 
@@ -119,12 +123,17 @@ class KeepAlives:
 
     A stopping gevent worker waits for every connection to end, and one kept alive ends only
     at gunicorn's `keepalive` timeout, past `graceful_timeout`: the worker would be killed
-    instead of exiting. Shutting their reading side ends that wait at once; a request
-    already received is still read and answered.
+    instead of exiting. Shutting their reading side ends that wait at once. Once stopping,
+    every answer closes its connection, so no client sends another request on it; a request
+    that still comes on a connection let go (sent as it was shut) is refused whole, 503 with
+    Retry-After, never read: its body may be cut short by the shut reading side.
     """
 
     def __init__(self) -> None:
         self.idle: weakref.WeakSet = weakref.WeakSet()
+        self.let_go: weakref.WeakSet = weakref.WeakSet()
+        # gunicorn's responses being made: ones answered once stopping close their connection.
+        self.answering: weakref.WeakSet = weakref.WeakSet()
         self.stopping = False
 
     def wrap(self, app):
@@ -134,28 +143,49 @@ class KeepAlives:
             sock = environ.get("gunicorn.socket")
             if sock is not None:
                 self.idle.discard(sock)
+            server_response = getattr(start_response, "__self__", None)
+            if isinstance(server_response, Response):
+                if self.stopping:
+                    server_response.force_close()
+                else:
+                    self.answering.add(server_response)
+            if self.stopping and sock in self.let_go:
+                return _refuse(start_response)
             return app(environ, start_response)
 
         return serve
 
     def answered(self, sock) -> None:
         """Note a connection that answered its request; a stopping worker lets it go."""
+        if sock is None:
+            return
         if self.stopping:
-            _stop_reading(sock)
-        elif sock is not None:
+            self._let_go(sock)
+        else:
             self.idle.add(sock)
 
     def stop(self) -> None:
         """Let every waiting connection go, and each one that answers from now on."""
         self.stopping = True
         for sock in list(self.idle):
-            _stop_reading(sock)
+            self._let_go(sock)
         self.idle.clear()
+        for server_response in list(self.answering):
+            server_response.force_close()
+        self.answering.clear()
+
+    def _let_go(self, sock) -> None:
+        self.let_go.add(sock)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RD)
 
 
-def _stop_reading(sock) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RD)
+def _refuse(start_response) -> list[bytes]:
+    refusal = drain.refusal()
+    body = orjson.dumps(refusal.body())
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(f"{refusal.status} Service Unavailable", headers + list(refusal.headers.items()))
+    return [body]
 
 
 KEEPALIVES = KeepAlives()

@@ -43,8 +43,8 @@ ERRORS = {
     503: "A dependency (database, Redis) is down: retry soon.",
 }
 AT_CAPACITY = (
-    "A dependency is down, or this worker holds WORKER_CONNECTIONS streams: retry after "
-    "Retry-After."
+    "A dependency is down, this worker is draining, or it holds WORKER_CONNECTIONS streams: "
+    "retry after Retry-After."
 )
 # Every signed-in route may meet these.
 SIGNED_IN = (401, 403, 429, 503)

@@ -7,7 +7,7 @@ import gevent
 from flask import Blueprint, Response, g, request
 from gunicorn.http.wsgi import Response as GunicornResponse
 
-from feed import ApiError, runtime
+from feed import ApiError, drain, runtime
 from feed.delivery import Stream, poll
 from feed.filters import parse_subscription
 from feed.parking import Parked, own_socket
@@ -95,10 +95,15 @@ def _subscription():
     return visible_subscription(subscription, rt.registry.policy, g.principal)
 
 
-def _refuse_past_capacity() -> None:
-    """Answer 503 when this worker holds WORKER_CONNECTIONS streams already: parked streams
-    hold no slot of the server's, so the server alone would take them until files run out."""
+def _refuse_when_full_or_draining() -> None:
+    """Answer 503 when this worker is draining (a stream opened now would be let go at once),
+    or holds WORKER_CONNECTIONS streams already: parked streams hold no slot of the server's,
+    so the server alone would take them until files run out."""
     rt = runtime()
+    if rt.drain.draining:
+        # A stream that came back to a stopping worker (keep-alive, or the worker still
+        # accepting while its streams go) waits a moment and finds its successor.
+        raise drain.refusal()
     held, most = len(rt.drain.streams), rt.config["WORKER_STREAMS"]
     if held >= most:
         raise ApiError(
@@ -124,7 +129,7 @@ def _bound_send_buffer(environ: dict) -> None:
 def stream():
     """Stream matching events: replay from the cursor, then live, with heartbeats."""
     subscription = _subscription()
-    _refuse_past_capacity()
+    _refuse_when_full_or_draining()
     # A reconnecting EventSource sends Last-Event-ID but keeps the original URL.
     text = request.headers.get("Last-Event-ID") or request.args.get("cursor")
     cursor = parse_int(text, "cursor", low=0) if text else None

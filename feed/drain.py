@@ -15,6 +15,7 @@ from itertools import islice
 import gevent
 
 from . import sse
+from .errors import ApiError
 from .hub import Hub, Subscriber
 
 logger = logging.getLogger("tidings.drain")
@@ -26,6 +27,17 @@ REASONS = (DRAINING, REBALANCE)
 # How often a draining worker lets go of subscribers that arrived since (keep-alive
 # connections still bring requests until the server stops reading them).
 SWEEP_SECONDS = 0.1
+
+
+def refusal() -> ApiError:
+    """Return the answer to a request a draining worker will not take: come back shortly
+    (to its successor, or another node)."""
+    return ApiError(
+        503,
+        DRAINING,
+        "This server is shutting down; try again shortly.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def let_go(reason: str | None) -> bool:

@@ -49,13 +49,19 @@ class Roamer(Follower):
             self.error = exc
 
     def follow(self, url: str) -> int | None:
-        """Read one connection to its end; return the `retry:` of a clean end's last block."""
+        """Read one connection to its end; return the ms to wait before the next: the
+        `retry:` of a clean end's last block, or a refusal's Retry-After."""
         retry = None
         try:
             stream = SseStream(url, self.query, last_event_id=self.last_id, timeout=10)
         except requests.ConnectionError:
             time.sleep(0.05)
             return None
+        except requests.HTTPError as refused:
+            # A draining or full server asks to wait; anything else is the test's failure.
+            if refused.response.status_code != 503:
+                raise
+            return int(refused.response.headers["Retry-After"]) * 1000
         self.url = url
         clean = False
         try:

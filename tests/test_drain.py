@@ -26,31 +26,43 @@ READINESS_DRAINING = {
     "message": "This server is shutting down; send requests to another.",
     "details": {},
 }
+STREAM_DRAINING = {
+    "error": "draining",
+    "message": "This server is shutting down; try again shortly.",
+    "details": {},
+}
 GRACEFUL_TIMEOUT = 3
+
+
+def begun_request(url: str, line: str, headers: str = "") -> socket.socket:
+    """Send a signed-in request's line (`GET /readyz`) and headers, all but the blank line
+    that ends them unless `headers` ends with it."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    authorization = http(url).headers["Authorization"]
+    sock.sendall(
+        f"{line} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n{headers}".encode()
+    )
+    return sock
 
 
 def slow_write(url: str) -> tuple[socket.socket, bytes]:
     """Start a POST whose body is still to come: the write is in flight until it is sent."""
-    host, port = url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
     body = orjson.dumps({"shift": "night", "note": "in flight", "mood": 3})
-    head = (
-        f"POST /api/shift_feedback HTTP/1.1\r\nHost: {host}\r\n"
-        f"Authorization: {http(url).headers['Authorization']}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    sock.sendall(head.encode())
-    return sock, body
+    headers = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return begun_request(url, "POST /api/shift_feedback", headers), body
 
 
 def answer_of(sock: socket.socket) -> tuple[int, dict]:
-    """Read a whole HTTP response from a socket the server closes after it."""
+    """Read a whole HTTP response from a stopping server, which closes the connection after
+    it and says so (a client sends no other request on it)."""
     data = b""
     with sock:
         while chunk := sock.recv(65536):
             data += chunk
-    status, _, body = data.partition(b"\r\n\r\n")
-    return int(status.split()[1]), orjson.loads(body)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"\r\nconnection: close" in head.lower(), head
+    return int(head.split()[1]), orjson.loads(body)
 
 
 def long_poll(url: str, cursor: int, answers: list) -> None:
@@ -100,9 +112,9 @@ def test_sigterm_drains_streams_polls_and_writes_and_clients_resume_losing_nothi
     poller = threading.Thread(target=long_poll, args=(node.url, head(node.url), poll_answers))
     poller.start()
     in_flight, body = slow_write(node.url)
-    # A readiness request whose headers end only once the drain has begun.
-    probe = socket.create_connection(("127.0.0.1", node.port), timeout=10)
-    probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: tidings\r\n")
+    # A readiness request and a stream whose headers end only once the drain has begun.
+    probe = begun_request(node.url, "GET /readyz")
+    late_stream = begun_request(node.url, f"GET /stream?{QUERIES[0]}")
     time.sleep(0.3)
 
     serving["url"] = None
@@ -116,6 +128,9 @@ def test_sigterm_drains_streams_polls_and_writes_and_clients_resume_losing_nothi
     wait_for(lambda: all(r.ends for r in roamers), 5, "every stream to end")
     probe.sendall(b"\r\n")
     assert answer_of(probe) == (503, READINESS_DRAINING)
+    # Opened, the stream would only be let go again: it is asked to come back shortly.
+    late_stream.sendall(b"\r\n")
+    assert answer_of(late_stream) == (503, STREAM_DRAINING)
     in_flight.sendall(body)
     status, written = answer_of(in_flight)
     assert status == 201, written

@@ -19,6 +19,7 @@ from .filters import Subscription, TopicView, view_query
 from .hub import Subscriber, render_frame
 from .log import Event, same_log
 from .principal import Principal
+from .replays import Page
 
 if TYPE_CHECKING:
     from .extension import FeedRuntime
@@ -120,29 +121,28 @@ def _reset_frame(reset: dict) -> bytes:
     return sse.frame(orjson.dumps(reset), id=reset["cursor"], event="reset")
 
 
-def _replay_page(
-    runtime: FeedRuntime, subscription: Subscription, after: int, page: int
-) -> tuple[list[bytes], int, bool]:
-    """Read one replay page after a cursor; return its frames (the events themselves are
-    let go), the position reached, and whether that position is the head. Streams of the
-    same shared subscription replaying the same page of the ring share its frames."""
+def _replay_page(runtime: FeedRuntime, subscription: Subscription, after: int, page: int) -> Page:
+    """Read one replay page after a cursor, its frames joined into writes (the events
+    themselves are let go). Streams of the same shared subscription replaying the same page
+    of the ring share it."""
     ring = runtime.hub.ring
 
-    def render() -> tuple[list[bytes], int, bool]:
+    def render() -> Page:
         matches, position, at_head = _scan(runtime, subscription, after, page)
-        return [render_frame(event, view, op) for event, view, op in matches], position, at_head
+        frames = [render_frame(event, view, op) for event, view, op in matches]
+        size = sum(map(len, frames))
+        return Page(tuple(chunks(frames)), len(matches), size, position, at_head)
 
     if not ring.holds(after):
         return render()
     return ring.replays.page(ring, subscription, after, page, render)
 
 
-def _next_page(frames: list[bytes], page: int) -> int:
+def _next_page(replayed: Page, page: int) -> int:
     """Size the next replay page so its frames come to about REPLAY_PAGE_BYTES."""
-    if not frames:
+    if not replayed.frames:
         return page
-    size = sum(map(len, frames))
-    return max(1, min(PAGE, REPLAY_PAGE_BYTES * len(frames) // size))
+    return max(1, min(PAGE, REPLAY_PAGE_BYTES * replayed.frames // replayed.size))
 
 
 def chunks(frames: list[bytes]) -> Iterator[bytes]:
@@ -229,14 +229,12 @@ class Stream:
         by bytes and writes of bounded size."""
         page = FIRST_REPLAY_PAGE
         while True:
-            frames, position, at_head = _off_stack(
-                _replay_page, self.runtime, self.subscription, self.cursor, page
-            )
-            self.sent += len(frames)
-            page = _next_page(frames, page)
-            yield from chunks(frames)
-            self.cursor = position
-            if at_head:
+            replayed = _off_stack(_replay_page, self.runtime, self.subscription, self.cursor, page)
+            self.sent += replayed.frames
+            page = _next_page(replayed, page)
+            yield from replayed.writes
+            self.cursor = replayed.position
+            if replayed.at_head:
                 return
 
     def opening(self) -> Iterator[bytes]:

@@ -13,14 +13,25 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .filters import Subscription
 
 if TYPE_CHECKING:
     from .ring import Ring
 
-Page = tuple[list[bytes], int, bool]
+
+class Page(NamedTuple):
+    """One replay page: its frames joined into the writes that carry them (shared by every
+    stream that replays it, never changed), how many frames and bytes, and where it ends."""
+
+    writes: tuple[bytes, ...]
+    frames: int
+    size: int
+    position: int
+    at_head: bool
+
+
 # Pages kept, and the bytes of their frames, the least recently asked for going first: a
 # storm needs a few pages per cursor; a page of large rows may not be kept at all.
 PAGES = 32
@@ -35,7 +46,7 @@ class Replays:
         self.max_bytes = max_bytes
         self.bytes = 0
         # (id of the subscription, cursor, page size)
-        #   -> (subscription, generation, head, bytes, page)
+        #   -> (subscription, generation, head, page)
         self.held: OrderedDict[tuple[int, int, int], tuple] = OrderedDict()
 
     def clear(self) -> None:
@@ -53,30 +64,32 @@ class Replays:
     ) -> Page:
         """Return the page of `size` events after a cursor the ring holds: the one rendered
         for the same subscription from the same run of the ring (at the same head, when it
-        reached it), else `render()`'s. The caller owns the list of frames it gets."""
+        reached it), else `render()`'s."""
         generation, head = ring.generation, ring.head
         key = (id(subscription), after, size)
         held = self.held.get(key)
         if held is not None:
-            owner, made_in, made_at, _, (frames, position, at_head) = held
-            if owner is subscription and made_in == generation and (not at_head or made_at == head):
+            owner, made_in, made_at, page = held
+            if (
+                owner is subscription
+                and made_in == generation
+                and (not page.at_head or made_at == head)
+            ):
                 self.held.move_to_end(key)
                 # A page read from the ring all the same, as the ring's readers count them.
                 ring.hits += 1
-                return list(frames), position, at_head
-        frames, position, at_head = render()
+                return page
+        page = render()
         self._forget(key)
-        weight = sum(map(len, frames))
-        if weight <= self.max_bytes:
+        if page.size <= self.max_bytes:
             # Holding the subscription keeps its id from being reused by another while held.
-            page = (list(frames), position, at_head)
-            self.held[key] = (subscription, generation, head, weight, page)
-            self.bytes += weight
+            self.held[key] = (subscription, generation, head, page)
+            self.bytes += page.size
             while len(self.held) > self.pages or self.bytes > self.max_bytes:
                 self._forget(next(iter(self.held)))
-        return frames, position, at_head
+        return page
 
     def _forget(self, key: tuple[int, int, int]) -> None:
         held = self.held.pop(key, None)
         if held is not None:
-            self.bytes -= held[3]
+            self.bytes -= held[3].size

@@ -153,7 +153,15 @@ def _storm(record: dict) -> list[str]:
             f"{live['missed_by_the_worst']} of {live['events']} | {server['load_average_before']} |"
         )
     target = record["target"]
+    nice = {server["live"].get("nice") for server in record["servers"].values()}
+    priority = (
+        f"Live clients and their publisher at nice {nice.pop()}, above the storm's clients."
+        if len(nice) == 1 and None not in nice
+        else "Live clients at the storm's CPU priority."
+    )
     return lines + [
+        "",
+        priority,
         "",
         f"Tidings / ceiling time: **{record['tidings_time_of_ceiling']}**; target ≤ "
         f"{target['seconds']} s, no failed attempt, live p99 ≤ {target['live_p99_ms']} ms: "

@@ -7,7 +7,7 @@ loop turns as often as with a few. Only work is admitted: writing to a client ho
 so slow readers cannot keep others out. A turn also covers the opening's round trips to
 Redis (limits, presence), so bounded openings finish later in total: measured with 10,000
 clients reconnecting to 2 workers (`python -m bench storm`), 32 turns kept live streams' p99
-at 554 ms instead of 7.8 s, but the storm took 18.7 s instead of 13.3 s. Hence no bound by
+at 829 ms instead of 4.9 s, but the storm took 21.1 s instead of 15.3 s. Hence no bound by
 default.
 """
 

@@ -84,8 +84,10 @@ def on_starting(server):
 
 
 def post_worker_init(process):
-    """Drain on SIGTERM instead of holding streams open until the graceful timeout."""
+    """Drain on SIGTERM instead of holding streams open until the graceful timeout; leave
+    Ctrl-C to the master."""
     worker.drain_on_stop(process)
+    worker.leave_interrupt_to_master()
 
 
 def post_request(process, req, environ, resp):

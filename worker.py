@@ -215,3 +215,10 @@ def drain_on_stop(worker) -> None:
         worker.handle_exit(sig, frame)
 
     signal.signal(signal.SIGTERM, lambda sig, frame: gevent.spawn(stopping, sig, frame))
+
+
+def leave_interrupt_to_master() -> None:
+    """Ignore SIGINT in a worker: Ctrl-C reaches the terminal's whole process group, and the
+    master stops its workers itself (SIGQUIT). Quitting on both, a worker got the second
+    while exiting from the first and printed a SystemExit traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -10,12 +10,12 @@ import time
 import weakref
 
 import gevent
-import orjson
 from gevent import socket as gevent_socket
 from gevent.server import StreamServer
 from gunicorn.http.wsgi import Response
 from gunicorn.workers import ggevent
 
+from blueprints.http import json_response
 from feed import drain
 
 _gevent_sendall = gevent_socket.socket.sendall
@@ -132,8 +132,6 @@ class KeepAlives:
     def __init__(self) -> None:
         self.idle: weakref.WeakSet = weakref.WeakSet()
         self.let_go: weakref.WeakSet = weakref.WeakSet()
-        # gunicorn's responses being made: ones answered once stopping close their connection.
-        self.answering: weakref.WeakSet = weakref.WeakSet()
         self.stopping = False
 
     def wrap(self, app):
@@ -143,15 +141,18 @@ class KeepAlives:
             sock = environ.get("gunicorn.socket")
             if sock is not None:
                 self.idle.discard(sock)
-            server_response = getattr(start_response, "__self__", None)
-            if isinstance(server_response, Response):
-                if self.stopping:
-                    server_response.force_close()
-                else:
-                    self.answering.add(server_response)
             if self.stopping and sock in self.let_go:
-                return _refuse(start_response)
-            return app(environ, start_response)
+                refusal = drain.refusal()
+                answer = json_response(refusal.body(), refusal.status, refusal.headers)
+                body = answer(environ, start_response)
+            else:
+                body = app(environ, start_response)
+            # gunicorn sends the headers with the body's first write, after this: a request
+            # answered once the worker stops (even one that began before) says it closes.
+            server_response = getattr(start_response, "__self__", None)
+            if self.stopping and isinstance(server_response, Response):
+                server_response.force_close()
+            return body
 
         return serve
 
@@ -170,22 +171,11 @@ class KeepAlives:
         for sock in list(self.idle):
             self._let_go(sock)
         self.idle.clear()
-        for server_response in list(self.answering):
-            server_response.force_close()
-        self.answering.clear()
 
     def _let_go(self, sock) -> None:
         self.let_go.add(sock)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RD)
-
-
-def _refuse(start_response) -> list[bytes]:
-    refusal = drain.refusal()
-    body = orjson.dumps(refusal.body())
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    start_response(f"{refusal.status} Service Unavailable", headers + list(refusal.headers.items()))
-    return [body]
 
 
 KEEPALIVES = KeepAlives()

@@ -1,10 +1,12 @@
 """The worker's tuning: a sendall that loses nothing, the file limit and listen backlog sized
-for the connections (or a warning), and connections accepted in bursts."""
+for the connections (or a warning), connections accepted in bursts, and kept-alive
+connections let go when it stops."""
 
 import subprocess
 import sys
 
 import gevent
+import orjson
 from gevent import socket
 from gevent.server import StreamServer
 
@@ -83,3 +85,41 @@ def test_a_worker_accepts_a_burst_of_connections_per_turn():
     # What gunicorn sets for more than one worker: one connection per turn of the loop.
     server.max_accept = 1
     assert server.max_accept == StreamServer.max_accept > 1
+
+
+def _answer(serve, sock) -> tuple[str, dict, bytes]:
+    """Answer one request on `sock` through the wrapped app; return status, headers, body."""
+    answered = {}
+
+    def start_response(status, headers, exc_info=None):
+        answered.update(status=status, headers=dict(headers))
+
+    body = b"".join(serve({"REQUEST_METHOD": "POST", "gunicorn.socket": sock}, start_response))
+    return answered["status"], answered["headers"], body
+
+
+def test_a_request_on_a_connection_let_go_by_a_stopping_worker_is_refused_unread():
+    served = []
+
+    def app(environ, start_response):
+        served.append(environ["gunicorn.socket"])
+        start_response("201 Created", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    keepalives = worker.KeepAlives()
+    serve = keepalives.wrap(app)
+    idle, idle_peer = socket.socketpair()
+    busy, busy_peer = socket.socketpair()
+    keepalives.answered(idle)
+    keepalives.stop()
+    # The idle one was let go: a request that still comes on it is not the app's.
+    status, headers, body = _answer(serve, idle)
+    assert status.startswith("503") and headers["Retry-After"] == "1"
+    assert orjson.loads(body)["error"] == "draining"
+    assert served == []
+    # One that was busy is served; once answered, it is let go too.
+    assert _answer(serve, busy)[0] == "201 Created" and served == [busy]
+    keepalives.answered(busy)
+    assert _answer(serve, busy)[0].startswith("503") and served == [busy]
+    for sock in (idle, idle_peer, busy, busy_peer):
+        sock.close()

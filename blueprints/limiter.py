@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import gevent
 from limits import RateLimitItem, parse
@@ -121,13 +122,19 @@ class Limiter:
         self._redis = self._storage.get_connection()
         self._acquire_slot = self._redis.register_script(ACQUIRE_SLOT)
         self._shared = MovingWindowRateLimiter(self._storage)
-        self._local = MovingWindowRateLimiter(MemoryStorage())
         self.shared = True
         # This process's open streams, by principal key: counted here while Redis is
         # down, and refreshed (or put back) in Redis while it is up.
         self._open: dict[str, set[str]] = {}
         self._refresher: gevent.Greenlet | None = None
         on_storage(True)
+
+    @cached_property
+    def _local(self) -> MovingWindowRateLimiter:
+        """The per-process counts, made when first needed: a memory storage starts a timer
+        thread, and one started in gunicorn's master (which builds the app once) ran on in
+        a worker forked meanwhile and failed there."""
+        return MovingWindowRateLimiter(MemoryStorage())
 
     # Storage state
 

@@ -179,3 +179,13 @@ def test_a_reload_drains_the_old_workers_streams_to_the_new_ones(start_server):
     writer.run(30)
     finish(node.url, roamers, start, deadline)
     assert "graceful timeout" not in node.output()
+
+
+def test_ctrl_c_stops_the_master_and_its_workers_without_a_traceback(start_server):
+    server = start_server(workers=2)
+    for _ in range(4):
+        assert http(server.url).get(f"{server.url}/healthz", timeout=5).status_code == 200
+    # Ctrl-C in a terminal interrupts the whole process group, master and workers alike.
+    os.killpg(server.process.pid, signal.SIGINT)
+    assert server.process.wait(timeout=10) == 0
+    assert "Traceback" not in server.output()

@@ -94,8 +94,7 @@ class Drain:
 
     def _sweep(self) -> None:
         while True:
-            waiting = {s for subscribers in self.hub.by_topic.values() for s in subscribers}
-            ended = [s for s in waiting if s.ended is None]
+            ended = [s for s in self.hub.waiting() if s.ended is None]
             for subscriber in ended:
                 subscriber.end(DRAINING)
             if ended:

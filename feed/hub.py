@@ -14,6 +14,7 @@ import orjson
 from gevent import get_hub, getcurrent
 
 from . import sse
+from .fanout import GROUPED, Group, Member
 from .filters import Subscription, TopicView
 from .log import Event
 from .ring import Ring
@@ -85,6 +86,7 @@ class Subscriber:
         "max_bytes",
         "pending_bytes",
         "ended",
+        "group",
     )
 
     def __init__(self, subscription: Subscription, max_pending: int, max_bytes: int = 0):
@@ -108,6 +110,8 @@ class Subscriber:
         self.pending_bytes = 0
         # Why its credential ended (expired, revoked, logged_out), once it has.
         self.ended: str | None = None
+        # The group it is written to with, while it is caught up and parked (feed.fanout).
+        self.group: Group | None = None
 
     def push(self, event_id: int, frame: bytes) -> str | None:
         """Queue a frame; past the budget, conflate first, or drop the queue for the log.
@@ -265,6 +269,8 @@ class Hub:
         # Likewise one shared subscription per distinct set of views, so idle subscribers
         # of the same thing keep no mapping of their own.
         self.subscriptions: dict[tuple, list] = {}
+        # The group of each shared subscription that has caught-up members, by its id.
+        self.groups: dict[int, Group] = {}
         # Newest event id delivered; events arrive here in id order with no holes.
         self.head = 0
         self.delivered = 0
@@ -279,8 +285,19 @@ class Hub:
     def rewind(self, head: int) -> None:
         """Restart from a log that went back (it was recreated): every subscriber re-reads it."""
         self.start_at(head)
-        for subscriber in {s for subscribers in self.by_topic.values() for s in subscribers}:
+        for subscriber in self.waiting():
             subscriber.resync()
+
+    def waiting(self) -> set[Subscriber]:
+        """Return every subscriber events are routed to, grouped ones included."""
+        waiting = set()
+        for subscribers in self.by_topic.values():
+            for subscriber in subscribers:
+                if isinstance(subscriber, Group):
+                    waiting.update(subscriber.members)
+                else:
+                    waiting.add(subscriber)
+        return waiting
 
     def add(self, subscriber: Subscriber) -> None:
         """Start routing events to a subscriber, sharing its views and its subscription with
@@ -301,8 +318,43 @@ class Hub:
         for topic in views:
             self.by_topic[topic].add(subscriber)
 
+    def attach(
+        self, subscriber: Subscriber, member: Member, expires_at: float | None = None
+    ) -> None:
+        """Route a caught-up subscriber's events through the group of its shared
+        subscription, written to `member` with the other members in one pass until its
+        credential expires (a Unix time; None for never)."""
+        subscription = subscriber.subscription
+        group = self.groups.get(id(subscription))
+        if group is None:
+            group = self.groups[id(subscription)] = Group(subscription)
+            for topic in subscription.views:
+                self.by_topic[topic].add(group)
+        for topic in subscription.views:
+            self.by_topic[topic].discard(subscriber)
+        group.members[subscriber] = (member, self.head, expires_at)
+        subscriber.group = group
+
+    def detach(self, subscriber: Subscriber, *, share: bool = True) -> None:
+        """Route a subscriber's events to it alone again; the group's frames it was not
+        written yet go to its queue first, unless it is going away."""
+        group, subscriber.group = subscriber.group, None
+        since = group.members.pop(subscriber)[1]
+        if share:
+            for event_id, frame in zip(*group.share(since), strict=True):
+                subscriber.push(event_id, frame)
+        subscription = group.subscription
+        for topic in subscription.views:
+            self.by_topic[topic].add(subscriber)
+        if not group.members:
+            del self.groups[id(subscription)]
+            for topic in subscription.views:
+                self.by_topic[topic].discard(group)
+
     def remove(self, subscriber: Subscriber) -> None:
         """Stop routing events to a subscriber and forget it."""
+        if subscriber.group is not None:
+            self.detach(subscriber, share=False)
         views = subscriber.subscription.views
         removed = False
         for topic, view in views.items():
@@ -352,6 +404,8 @@ class Hub:
                 made_room = subscriber.push(event_id, frame)
                 if made_room is None:
                     delivered += 1
+                elif made_room is GROUPED:
+                    delivered += len(subscriber.members)
                 elif made_room == "conflated":
                     self.conflations += 1
                     delivered += 1

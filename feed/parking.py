@@ -2,8 +2,10 @@
 
 Once a stream has replayed up to the head, its connection can be handed here. Then a wake
 from the hub writes the stream's frames straight to its socket from the loop — one
-non-blocking send per wake, no greenlet switch, no generator — its heartbeat is its
-subscriber's timer, and only a catch-up from the log borrows a greenlet for a while. A
+non-blocking send per wake, no greenlet switch, no generator — and while nothing is
+queued for it, it is written to with the other caught-up streams of its subscription, one
+pass for all (feed.fanout). Its heartbeat is its subscriber's timer, and only a catch-up
+from the log borrows a greenlet for a while. A
 socket that cannot take everything keeps the rest until the loop says it is writable;
 meanwhile the hub queues, conflates or drops frames for that stream as for any other.
 """
@@ -21,6 +23,7 @@ from gevent.monkey import get_original
 from gevent.socket import wait_write
 
 from .delivery import CATCH_UP, END
+from .fanout import http_chunk
 
 if TYPE_CHECKING:
     from .delivery import Stream
@@ -79,7 +82,13 @@ class Parked:
         self.close()
 
     def _park(self) -> None:
-        self.stream.subscriber.park(self, self.stream.wait_seconds())
+        """Wait for the next wake; with nothing queued, be written to with the streams of
+        the same subscription (feed.fanout) until then."""
+        stream = self.stream
+        subscriber = stream.subscriber
+        subscriber.park(self, stream.wait_seconds())
+        if not subscriber.woken:
+            stream.runtime.hub.attach(subscriber, self, stream.credential.expires_at)
 
     def switch(self) -> None:
         """Answer a wake or a heartbeat's timeout, from the loop: write what the stream has,
@@ -87,8 +96,12 @@ class Parked:
         if self.sock is None:
             return
         stream = self.stream
+        subscriber = stream.subscriber
+        if subscriber.group is not None:
+            # What the group holds for it goes to its queue, and from there out, in order.
+            stream.runtime.hub.detach(subscriber)
         try:
-            frames, then = stream.live(stream.subscriber.woken)
+            frames, then = stream.live(subscriber.woken)
             if then is CATCH_UP:
                 # Its writes fail if the client hangs up meanwhile: nothing closes the
                 # socket under the greenlet.
@@ -120,7 +133,7 @@ class Parked:
     def _frame(self, data: bytes) -> bytes:
         if self.chunked:
             if data:
-                data = b"%x\r\n%s\r\n" % (len(data), data)
+                data = http_chunk(data)
             if self.ending:
                 data += _LAST_CHUNK
         return data
@@ -133,9 +146,33 @@ class Parked:
         except BlockingIOError:
             sent = 0
         if sent < len(data):
-            self.pending = memoryview(data)[sent:]
-            self.watcher = get_hub().loop.io(self.sock.fileno(), _WRITABLE)
-            self.watcher.start(self._writable)
+            self._pend(memoryview(data)[sent:])
+
+    def _pend(self, rest: memoryview) -> None:
+        self.pending = rest
+        self.watcher = get_hub().loop.io(self.sock.fileno(), _WRITABLE)
+        self.watcher.start(self._writable)
+
+    def write_shared(self, body: bytes, chunk: bytes, count: int, last_id: int) -> None:
+        """Write frames its group was handed, from the loop; a short send leaves the group
+        and stops the wait, the rest pending until the socket is writable."""
+        data = chunk if self.chunked else body
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        stream = self.stream
+        stream.cursor = last_id
+        stream.sent += count
+        if sent < len(data):
+            subscriber = stream.subscriber
+            stream.runtime.hub.detach(subscriber)
+            # Its wakes wait until the socket took the rest (then `_next` parks it again).
+            subscriber.parked = None
+            self._pend(memoryview(data)[sent:])
 
     def _writable(self) -> None:
         """Send more of the pending bytes; once all are sent, carry on."""

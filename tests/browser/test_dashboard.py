@@ -159,7 +159,8 @@ def test_tabs_share_one_stream_and_hand_it_over(seeded, start_server, new_contex
     ):
         time.sleep(0.1)
     assert open_streams(server.url) == 0
-    assert len(logged_streams(access_log)) == 2
+    logged = logged_streams(access_log)
+    assert len(logged) == 2, "\n".join([*logged, "seen by the browser:", *seen])
 
 
 def open_streams(url: str) -> float:

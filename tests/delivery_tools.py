@@ -53,16 +53,21 @@ def next_change(stream: SseStream, timeout: float) -> dict:
 
 
 def wait_for(
-    predicate: Callable[[], object], timeout: float = 10.0, what: str = "the condition"
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "the condition",
+    seen: Callable[[], str] | None = None,
 ) -> object:
-    """Poll a predicate until it returns something truthy, or fail naming what was awaited."""
+    """Poll a predicate until it returns something truthy, or fail naming what was awaited
+    (and what `seen` says was there instead)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            instead = f"; saw {seen()}" if seen is not None else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{instead}")
         time.sleep(0.05)
 
 

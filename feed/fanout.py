@@ -46,8 +46,8 @@ class Group:
 
     def __init__(self, subscription: Subscription):
         self.subscription = subscription
-        # Each member's subscriber, its connection, the hub's head when it joined (it had
-        # the frames up to there from its own queue) and when its credential expires.
+        # Each member's subscriber, its connection, the id up to which it had every frame
+        # when it joined (from its own queue, or a replay) and when its credential expires.
         self.members: dict[Subscriber, tuple[Member, int, float | None]] = {}
         self.ids: list[int] = []
         self.frames: list[bytes] = []

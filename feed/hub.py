@@ -319,11 +319,16 @@ class Hub:
             self.by_topic[topic].add(subscriber)
 
     def attach(
-        self, subscriber: Subscriber, member: Member, expires_at: float | None = None
+        self,
+        subscriber: Subscriber,
+        member: Member,
+        cursor: int = 0,
+        expires_at: float | None = None,
     ) -> None:
         """Route a caught-up subscriber's events through the group of its shared
-        subscription, written to `member` with the other members in one pass until its
-        credential expires (a Unix time; None for never)."""
+        subscription, written to `member` with the other members in one pass, after the
+        events it has (up to `cursor`, which a replay from the log can take past the hub's
+        head), until its credential expires (a Unix time; None for never)."""
         subscription = subscriber.subscription
         group = self.groups.get(id(subscription))
         if group is None:
@@ -332,7 +337,7 @@ class Hub:
                 self.by_topic[topic].add(group)
         for topic in subscription.views:
             self.by_topic[topic].discard(subscriber)
-        group.members[subscriber] = (member, self.head, expires_at)
+        group.members[subscriber] = (member, max(self.head, cursor), expires_at)
         subscriber.group = group
 
     def detach(self, subscriber: Subscriber, *, share: bool = True) -> None:

@@ -88,7 +88,8 @@ class Parked:
         subscriber = stream.subscriber
         subscriber.park(self, stream.wait_seconds())
         if not subscriber.woken:
-            stream.runtime.hub.attach(subscriber, self, stream.credential.expires_at)
+            hub = stream.runtime.hub
+            hub.attach(subscriber, self, stream.cursor, stream.credential.expires_at)
 
     def switch(self) -> None:
         """Answer a wake or a heartbeat's timeout, from the loop: write what the stream has,

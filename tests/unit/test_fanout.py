@@ -150,3 +150,20 @@ def test_a_member_whose_credential_expired_is_written_nothing_more():
     gevent.sleep(0)
     assert expired.written == [frames(1)] and expired.cursor == 1
     assert staying.written == [frames(1), frames(2)]
+
+
+def test_a_member_that_replayed_past_the_hub_is_written_only_what_comes_after():
+    hub = Hub()
+    [(_, first)] = grouped(hub, 1)
+    # Its replay read the log up to event 2, before the hub was handed events 1 and 2.
+    [replayed] = joined(hub, subscriber(TopicView("a")))
+    connection = Connection(hub, replayed)
+    hub.attach(replayed, connection, cursor=2)
+    for event_id in (1, 2, 3):
+        hub.deliver(change(event_id))
+    gevent.sleep(0)
+    assert first.written == [frames(1, 2, 3)]
+    assert connection.written == [frames(3)]
+    hub.deliver(change(4))
+    hub.detach(replayed)
+    assert replayed.ids == [4]

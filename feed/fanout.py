@@ -26,7 +26,10 @@ GROUPED = "grouped"
 
 
 class Member(Protocol):
-    """What a group writes to: a parked stream's connection."""
+    """What a group writes to: a parked stream's connection, and the id of the newest event
+    it has (a replay from the log can take it past the hub's head)."""
+
+    cursor: int
 
     def write_shared(self, body: bytes, chunk: bytes, count: int, last_id: int) -> None:
         """Write `count` frames ending at `last_id`: `body` raw, or `chunk` as one HTTP chunk."""
@@ -46,9 +49,8 @@ class Group:
 
     def __init__(self, subscription: Subscription):
         self.subscription = subscription
-        # Each member's subscriber, its connection, the id up to which it had every frame
-        # when it joined (from its own queue, or a replay) and when its credential expires.
-        self.members: dict[Subscriber, tuple[Member, int, float | None]] = {}
+        # Each member's subscriber, its connection and when its credential expires.
+        self.members: dict[Subscriber, tuple[Member, float | None]] = {}
         self.ids: list[int] = []
         self.frames: list[bytes] = []
 
@@ -60,15 +62,15 @@ class Group:
         self.frames.append(frame)
         return GROUPED
 
-    def share(self, since: int) -> tuple[list[int], list[bytes]]:
-        """Return the queued ids and frames after `since`."""
-        skip = bisect_right(self.ids, since)
+    def share(self, cursor: int) -> tuple[list[int], list[bytes]]:
+        """Return the queued ids and frames after `cursor`."""
+        skip = bisect_right(self.ids, cursor)
         return self.ids[skip:], self.frames[skip:]
 
     def flush(self) -> None:
-        """Write the queued frames to every member, skipping those about to wake: a member
-        whose credential ended (or expired: its timer is due) or that must resync ends or
-        reads the log from its cursor."""
+        """Write the queued frames after each member's cursor to it, skipping those about to
+        wake: a member whose credential ended (or expired: its timer is due) or that must
+        resync ends or reads the log from its cursor."""
         ids, frames = self.ids, self.frames
         if not ids:
             return
@@ -78,14 +80,15 @@ class Group:
         first, last, count = ids[0], ids[-1], len(ids)
         now = time.time()
         # A member may leave while being written to (a short send, a broken connection).
-        for subscriber, (member, since, expires_at) in list(self.members.items()):
+        for subscriber, (member, expires_at) in list(self.members.items()):
             if subscriber.woken or (expires_at is not None and expires_at <= now):
                 continue
-            if since < first:
+            cursor = member.cursor
+            if cursor < first:
                 member.write_shared(body, chunk, count, last)
                 continue
-            # It joined while these were queued, holding those up to `since` already.
-            skip = bisect_right(ids, since)
+            # It joined while these were queued, having had those up to its cursor.
+            skip = bisect_right(ids, cursor)
             if skip < count:
                 rest = b"".join(frames[skip:])
                 member.write_shared(rest, http_chunk(rest), count - skip, last)

@@ -319,16 +319,11 @@ class Hub:
             self.by_topic[topic].add(subscriber)
 
     def attach(
-        self,
-        subscriber: Subscriber,
-        member: Member,
-        cursor: int = 0,
-        expires_at: float | None = None,
+        self, subscriber: Subscriber, member: Member, expires_at: float | None = None
     ) -> None:
         """Route a caught-up subscriber's events through the group of its shared
         subscription, written to `member` with the other members in one pass, after the
-        events it has (up to `cursor`, which a replay from the log can take past the hub's
-        head), until its credential expires (a Unix time; None for never)."""
+        member's cursor, until its credential expires (a Unix time; None for never)."""
         subscription = subscriber.subscription
         group = self.groups.get(id(subscription))
         if group is None:
@@ -337,16 +332,16 @@ class Hub:
                 self.by_topic[topic].add(group)
         for topic in subscription.views:
             self.by_topic[topic].discard(subscriber)
-        group.members[subscriber] = (member, max(self.head, cursor), expires_at)
+        group.members[subscriber] = (member, expires_at)
         subscriber.group = group
 
     def detach(self, subscriber: Subscriber, *, share: bool = True) -> None:
         """Route a subscriber's events to it alone again; the group's frames it was not
         written yet go to its queue first, unless it is going away."""
         group, subscriber.group = subscriber.group, None
-        since = group.members.pop(subscriber)[1]
+        member = group.members.pop(subscriber)[0]
         if share:
-            for event_id, frame in zip(*group.share(since), strict=True):
+            for event_id, frame in zip(*group.share(member.cursor), strict=True):
                 subscriber.push(event_id, frame)
         subscription = group.subscription
         for topic in subscription.views:

@@ -81,6 +81,11 @@ class Parked:
             pass
         self.close()
 
+    @property
+    def cursor(self) -> int:
+        """The id of the newest event its stream has: the group writes only what follows."""
+        return self.stream.cursor
+
     def _park(self) -> None:
         """Wait for the next wake; with nothing queued, be written to with the streams of
         the same subscription (feed.fanout) until then."""
@@ -88,8 +93,7 @@ class Parked:
         subscriber = stream.subscriber
         subscriber.park(self, stream.wait_seconds())
         if not subscriber.woken:
-            hub = stream.runtime.hub
-            hub.attach(subscriber, self, stream.cursor, stream.credential.expires_at)
+            stream.runtime.hub.attach(subscriber, self, stream.credential.expires_at)
 
     def switch(self) -> None:
         """Answer a wake or a heartbeat's timeout, from the loop: write what the stream has,

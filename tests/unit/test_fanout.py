@@ -85,6 +85,7 @@ def test_a_member_joining_while_frames_wait_is_written_only_those_after():
     # Event 1 is in the late subscriber's own queue: it writes it, then joins.
     assert late.take(hub.head) == ([1], [frames(1)])
     late_connection = Connection(hub, late)
+    late_connection.cursor = 1
     hub.attach(late, late_connection)
     hub.deliver(change(2))
     gevent.sleep(0)
@@ -158,7 +159,8 @@ def test_a_member_that_replayed_past_the_hub_is_written_only_what_comes_after():
     # Its replay read the log up to event 2, before the hub was handed events 1 and 2.
     [replayed] = joined(hub, subscriber(TopicView("a")))
     connection = Connection(hub, replayed)
-    hub.attach(replayed, connection, cursor=2)
+    connection.cursor = 2
+    hub.attach(replayed, connection)
     for event_id in (1, 2, 3):
         hub.deliver(change(event_id))
     gevent.sleep(0)

@@ -337,10 +337,11 @@ class Hub:
 
     def detach(self, subscriber: Subscriber, *, share: bool = True) -> None:
         """Route a subscriber's events to it alone again; the group's frames it was not
-        written yet go to its queue first, unless it is going away."""
+        written yet go to its queue first, unless it is going away or reads the log anyway
+        (it overflowed, or must resync)."""
         group, subscriber.group = subscriber.group, None
         member = group.members.pop(subscriber)[0]
-        if share:
+        if share and not subscriber.overflowed:
             for event_id, frame in zip(*group.share(member.cursor), strict=True):
                 subscriber.push(event_id, frame)
         subscription = group.subscription

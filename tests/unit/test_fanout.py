@@ -169,3 +169,13 @@ def test_a_member_that_replayed_past_the_hub_is_written_only_what_comes_after():
     hub.deliver(change(4))
     hub.detach(replayed)
     assert replayed.ids == [4]
+
+
+def test_a_member_that_must_read_the_log_leaves_with_nothing_queued():
+    hub = Hub()
+    [(resynced, _)] = grouped(hub, 1)
+    hub.deliver(change(1))
+    resynced.resync()
+    hub.detach(resynced)
+    # It reads the log from its cursor, which holds event 1: a queued copy would be stale.
+    assert resynced.ids == [] and resynced.frames == [] and resynced.overflowed

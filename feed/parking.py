@@ -5,9 +5,9 @@ from the hub writes the stream's frames straight to its socket from the loop —
 non-blocking send per wake, no greenlet switch, no generator — and while nothing is
 queued for it, it is written to with the other caught-up streams of its subscription, one
 pass for all (feed.fanout). Its heartbeat is its subscriber's timer, and only a catch-up
-from the log borrows a greenlet for a while. A
-socket that cannot take everything keeps the rest until the loop says it is writable;
-meanwhile the hub queues, conflates or drops frames for that stream as for any other.
+from the log borrows a greenlet for a while. A socket that cannot take everything keeps
+the rest until the loop says it is writable; meanwhile the hub queues, conflates or drops
+frames for that stream as for any other.
 """
 
 from __future__ import annotations

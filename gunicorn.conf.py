@@ -16,7 +16,7 @@ from feed.embedded import EmbeddedRedis  # noqa: E402
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gevent"
+worker_class = "worker.Worker"
 # Each open stream is one connection; the process file limit is the real ceiling.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 # Connections the kernel queues until a worker accepts them: clients that reconnect at once
@@ -84,10 +84,8 @@ def on_starting(server):
 
 
 def post_worker_init(process):
-    """Drain on SIGTERM instead of holding streams open until the graceful timeout; leave
-    Ctrl-C to the master."""
+    """Drain on SIGTERM instead of holding streams open until the graceful timeout."""
     worker.drain_on_stop(process)
-    worker.leave_interrupt_to_master()
 
 
 def post_request(process, req, environ, resp):

@@ -207,8 +207,13 @@ def drain_on_stop(worker) -> None:
     signal.signal(signal.SIGTERM, lambda sig, frame: gevent.spawn(stopping, sig, frame))
 
 
-def leave_interrupt_to_master() -> None:
-    """Ignore SIGINT in a worker: Ctrl-C reaches the terminal's whole process group, and the
-    master stops its workers itself (SIGQUIT). Quitting on both, a worker got the second
-    while exiting from the first and printed a SystemExit traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+class Worker(ggevent.GeventWorker):
+    """gunicorn's gevent worker, leaving Ctrl-C to the master from the moment it has signals."""
+
+    def init_signals(self) -> None:
+        """Ignore SIGINT: Ctrl-C reaches the terminal's whole process group, and the master
+        stops its workers itself (SIGQUIT). Quitting on both, a worker got the second while
+        exiting from the first and printed a SystemExit traceback. Ignored here, before the
+        app loads, not once it has: a worker still booting when Ctrl-C came printed one too."""
+        super().init_signals()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

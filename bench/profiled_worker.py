@@ -18,7 +18,8 @@ from pathlib import Path
 
 import gevent
 from greenlet import greenlet
-from gunicorn.workers.ggevent import GeventWorker
+
+from worker import Worker
 
 FRAMES = 10
 
@@ -91,7 +92,7 @@ def _serve(directory: Path) -> None:
                 lines.flush()
 
 
-class ProfiledWorker(GeventWorker):
+class ProfiledWorker(Worker):
     """The gevent worker, tracing its allocations and serving snapshots of them."""
 
     def init_process(self) -> None:

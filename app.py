@@ -21,7 +21,7 @@ from blueprints import (
     ratelimit,
     stream,
 )
-from identity import access
+from identity import access, sessions
 from identity.cli import register_cli as register_users_cli
 from models import db, feed
 from models.seed import register_cli
@@ -35,6 +35,7 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    app.session_interface = sessions.NoFlaskSession()
     db.init_app(app)
     feed.init_app(app)
     # `flask db upgrade` migrates the app's tables; the feed creates its own at start.

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import sqlalchemy as sa
+from flask.sessions import SessionInterface
 from itsdangerous import BadSignature, Signer
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,19 @@ from .secret import new_secret
 
 COOKIE = "tidings_session"
 _SALT = "tidings.session-cookie"
+
+
+class NoFlaskSession(SessionInterface):
+    """Flask's own cookie session, never opened: sessions here live in the database. Opened,
+    it built a signing serializer on every request for nothing; and any use of
+    `flask.session` now fails instead of setting a second cookie."""
+
+    def open_session(self, app, request) -> None:
+        """Open nothing: Flask hands the request its read-only null session."""
+        return None
+
+    def save_session(self, app, session, response) -> None:
+        """Save nothing."""
 
 
 def start(session: Session, user_id: int) -> UserSession:

@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from feed.bus import REDIS_DOWN
+from feed.pipeliner import Pipeliner
 
 logger = logging.getLogger("tidings.limits")
 
@@ -44,9 +45,9 @@ REDIS_OPTIONS = {
     "socket_connect_timeout": REDIS_WAIT_SECONDS,
     "retry": Retry(NoBackoff(), 1),
 }
-# Connections a process's limiter may hold; requests beyond them wait their turn, never
-# opening one connection per client.
-REDIS_CONNECTIONS = 4
+# Connections a process's limiter may hold: the requests' hits and slots share one pipeline
+# at a time (feed.pipeliner); the others serve refusals' window figures, closes and probes.
+REDIS_CONNECTIONS = 2
 # Seconds between pings of a Redis that failed.
 PROBE_SECONDS = 2.0
 # Seconds an open stream's slot outlives its last refresh: a dead worker's slots lapse.
@@ -71,6 +72,21 @@ return 1
 def storage_uri(redis_url: str) -> str:
     """Return the `limits` storage URI for a redis-py URL (`unix://` becomes `redis+unix://`)."""
     return "redis+" + redis_url if redis_url.startswith("unix://") else redis_url
+
+
+class PipelinedRedisStorage(RedisStorage):
+    """`limits`' Redis storage, its moving-window hits sent in the process's shared pipelines."""
+
+    def __init__(self, uri: str, **options):
+        super().__init__(uri, **options)
+        self.pipeliner = Pipeliner(self.get_connection())
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Take `amount` entries of a key's moving window, as `limits` does, in the next
+        pipeline."""
+        args = [time.time(), limit, expiry, amount]
+        script = self.lua_acquire_moving_window
+        return bool(self.pipeliner.call(script, [self.prefixed_key(key)], args))
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,7 @@ class Limiter:
             timeout=POOL_WAIT_SECONDS,
             **REDIS_OPTIONS,
         )
-        self._storage = RedisStorage(
+        self._storage = PipelinedRedisStorage(
             storage_uri(redis_url), connection_pool=self._pool, key_prefix=f"{namespace}:rate"
         )
         self._redis = self._storage.get_connection()
@@ -193,7 +209,8 @@ class Limiter:
             now = time.time()
             args = [now, now + self.lease_seconds, self.max_streams, slot.id, self._ttl()]
             try:
-                taken = bool(self._acquire_slot([self._slot_key(key)], args))
+                keys = [self._slot_key(key)]
+                taken = bool(self._storage.pipeliner.call(self._acquire_slot, keys, args))
             except REDIS_DOWN as error:
                 self._lost(error)
         if taken is None:

@@ -1,0 +1,82 @@
+"""Automatic pipelining: Redis scripts called by many greenlets go out together.
+
+Every request's rate limit, and every stream opening's slot, is one Lua script call. Made
+one by one, a burst (a reconnect storm, many writers) queued thousands of greenlets on a few
+pooled connections, each holder waiting its turn of the loop to read its answer: a request
+that came meanwhile (a live publish) waited seconds for a connection. Here a call joins a
+queue and waits; one sender greenlet writes everything queued in one pipeline, hands each
+caller its own answer or error, and sends what queued meanwhile next: a burst costs a few
+round trips on one connection, whatever its size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+import redis
+from gevent.event import AsyncResult
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+
+Call = tuple[Script, list, list, AsyncResult]
+
+
+class Pipeliner:
+    """Send the script calls of a process's greenlets in shared pipelines, one at a time."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+        self._queued: list[Call] = []
+        self._sending = False
+
+    def call(self, script: Script, keys: list, args: list) -> Any:
+        """Return what `script` answers for `keys` and `args`, or raise its error."""
+        answer = AsyncResult()
+        self._queued.append((script, keys, args, answer))
+        if not self._sending:
+            self._sending = True
+            # It runs once this greenlet waits: the calls made meanwhile go in its pipeline.
+            gevent.spawn(self._send_queued)
+        return answer.get()
+
+    def _send_queued(self) -> None:
+        try:
+            while self._queued:
+                calls, self._queued = self._queued, []
+                self._send(calls)
+        finally:
+            self._sending = False
+
+    def _send(self, calls: list[Call]) -> None:
+        """Send calls in one pipeline; a failed round trip is every caller's error."""
+        try:
+            results = self._execute(calls)
+            lost = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+            if lost:
+                # Redis lost its scripts (a restart, SCRIPT FLUSH): load each once, then
+                # send those calls again, still in one pipeline.
+                for script in {calls[i][0] for i in lost}:
+                    script.sha = self.client.script_load(script.script)
+                for i, result in zip(lost, self._execute([calls[i] for i in lost]), strict=True):
+                    results[i] = result
+        except BaseException as error:
+            for *_, answer in calls:
+                answer.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (*_, answer), result in zip(calls, results, strict=True):
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set(result)
+
+    def _execute(self, calls: list[Call]) -> list:
+        """Return the answers of one pipeline of calls, errors in place of failed ones."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in calls:
+                # evalsha itself, not the script: a pipeline of scripts asks Redis whether
+                # it knows them first, one more round trip each time.
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)

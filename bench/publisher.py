@@ -35,9 +35,11 @@ def send_paced(
     count: int,
     connections: int = 4,
     method: str = "POST",
+    stop: threading.Event | None = None,
 ) -> dict:
-    """Send `count` bodies at `rate` per second; the send time goes into each body. `path`
-    may name each write's target from its index (the row the n-th PATCH updates)."""
+    """Send `count` bodies at `rate` per second (fewer, once `stop` is set); the send time
+    goes into each body. `path` may name each write's target from its index (the row the
+    n-th PATCH updates)."""
     target = path if callable(path) else lambda _: path
     parts = urlsplit(url)
     headers = {"Content-Type": "application/json", **authorization(url)}
@@ -51,6 +53,8 @@ def send_paced(
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         try:
             for index in range(first, count, connections):
+                if stop is not None and stop.is_set():
+                    return
                 due = start + index / rate
                 pause = due - time.monotonic()
                 if pause > 0:
@@ -70,9 +74,9 @@ def send_paced(
     run_all([threading.Thread(target=writer, args=(k,)) for k in range(connections)])
     seconds = time.monotonic() - start
     return {
-        "writes": count,
+        "writes": len(took),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "achieved_per_second": round(count / seconds, 1),
+        "achieved_per_second": round(len(took) / seconds, 1),
         "request_ms": request_ms(took),
         "max_late_ms": round(max(late) * 1000, 1),
     }

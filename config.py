@@ -64,8 +64,8 @@ def from_environment(instance_path: str) -> dict:
         # (feed.parking); 0 keeps each on its connection's greenlet.
         "PARK_STREAMS": bool(_int("PARK_STREAMS", 1)),
         # Stream openings (dispatch and replay) one worker works on at once, the rest
-        # waiting their turn (feed.openings); 0, the default, for no bound.
-        "STREAM_OPENINGS": _int("STREAM_OPENINGS", 0),
+        # waiting their turn (feed.openings); 0 for no bound.
+        "STREAM_OPENINGS": _int("STREAM_OPENINGS", 32),
         # Streams one worker holds at most (gunicorn's worker_connections is the same
         # setting); past it a new stream is answered 503 `at_capacity`.
         "WORKER_STREAMS": _int("WORKER_CONNECTIONS", 10000),

@@ -20,34 +20,12 @@ import gevent
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
-from redis import BlockingConnectionPool
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from feed.bus import REDIS_DOWN
 from feed.pipeliner import Pipeliner
 
 logger = logging.getLogger("tidings.limits")
 
-# The longest one Redis step (connect, answer) may take: the limiter sits in front of
-# every write, so a stalled Redis costs the requests under way this much, once, before
-# the fallback takes over.
-REDIS_WAIT_SECONDS = 0.25
-# How long a request may wait for one of the pooled connections, all busy with others'
-# round trips. Waiting in line is not Redis failing: under load (a worker's core saturated,
-# each holder slow to read its answer) a line longer than REDIS_WAIT_SECONDS used to switch
-# a healthy Redis's limits to per-process counts. A stalled Redis still switches them at
-# the first holder's REDIS_WAIT_SECONDS.
-POOL_WAIT_SECONDS = 2.0
-# Short waits, and one immediate reconnect for a pooled connection Redis closed.
-REDIS_OPTIONS = {
-    "socket_timeout": REDIS_WAIT_SECONDS,
-    "socket_connect_timeout": REDIS_WAIT_SECONDS,
-    "retry": Retry(NoBackoff(), 1),
-}
-# Connections a process's limiter may hold: the requests' hits and slots share one pipeline
-# at a time (feed.pipeliner); the others serve refusals' window figures, closes and probes.
-REDIS_CONNECTIONS = 2
 # Seconds between pings of a Redis that failed.
 PROBE_SECONDS = 2.0
 # Seconds an open stream's slot outlives its last refresh: a dead worker's slots lapse.
@@ -77,9 +55,9 @@ def storage_uri(redis_url: str) -> str:
 class PipelinedRedisStorage(RedisStorage):
     """`limits`' Redis storage, its moving-window hits sent in the process's shared pipelines."""
 
-    def __init__(self, uri: str, **options):
-        super().__init__(uri, **options)
-        self.pipeliner = Pipeliner(self.get_connection())
+    def __init__(self, uri: str, pipeliner: Pipeliner, **options):
+        super().__init__(uri, connection_pool=pipeliner.client.connection_pool, **options)
+        self.pipeliner = pipeliner
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Take `amount` entries of a key's moving window, as `limits` does, in the next
@@ -119,21 +97,19 @@ class Limiter:
         on_storage: Callable[[bool], None],
         probe_seconds: float = PROBE_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
+        pipeliner: Pipeliner | None = None,
     ):
+        """Count in the Redis at `redis_url`, through the process's `pipeliner` (and its
+        pool) when given, else through one of the limiter's own."""
         self.rates: dict[str, RateLimitItem] = {kind: parse(text) for kind, text in rates.items()}
         self.max_streams = max_streams
         self.namespace = namespace
         self.on_storage = on_storage
         self.probe_seconds = probe_seconds
         self.lease_seconds = lease_seconds
-        self._pool = BlockingConnectionPool.from_url(
-            redis_url,
-            max_connections=REDIS_CONNECTIONS,
-            timeout=POOL_WAIT_SECONDS,
-            **REDIS_OPTIONS,
-        )
+        self.pipeliner = pipeliner or Pipeliner.connect(redis_url)
         self._storage = PipelinedRedisStorage(
-            storage_uri(redis_url), connection_pool=self._pool, key_prefix=f"{namespace}:rate"
+            storage_uri(redis_url), self.pipeliner, key_prefix=f"{namespace}:rate"
         )
         self._redis = self._storage.get_connection()
         self._acquire_slot = self._redis.register_script(ACQUIRE_SLOT)
@@ -210,7 +186,7 @@ class Limiter:
             args = [now, now + self.lease_seconds, self.max_streams, slot.id, self._ttl()]
             try:
                 keys = [self._slot_key(key)]
-                taken = bool(self._storage.pipeliner.call(self._acquire_slot, keys, args))
+                taken = bool(self.pipeliner.call(self._acquire_slot, keys, args))
             except REDIS_DOWN as error:
                 self._lost(error)
         if taken is None:
@@ -267,4 +243,4 @@ class Limiter:
         if self._refresher is not None:
             self._refresher.kill(block=False)
             self._refresher = None
-        self._pool.disconnect()
+        self.pipeliner.client.connection_pool.disconnect()

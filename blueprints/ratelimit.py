@@ -47,7 +47,8 @@ WHAT = {
 
 def init_app(app: Flask) -> None:
     """Count the app's requests against its limits; call after `access.init_app`."""
-    metrics = app.extensions["tidings"].metrics
+    rt = app.extensions["tidings"]
+    metrics = rt.metrics
     for kind in KINDS:
         metrics.rate_limited.labels(kind)
     app.extensions["tidings_limits"] = Limiter(
@@ -56,6 +57,7 @@ def init_app(app: Flask) -> None:
         int(app.config["MAX_STREAMS"]),
         namespace=f"{app.config['FEED_CHANNEL']}:limits",
         on_storage=metrics.limits_shared,
+        pipeliner=rt.pipeliner,
     )
     app.before_request(_check)
     app.after_request(_hold_slot)

@@ -33,8 +33,11 @@ class Bus:
     Redis is only the fast path: whatever it misses, the relay reads from the log.
     """
 
-    def __init__(self, client: redis.Redis, channel: str, sink: Sink):
+    def __init__(self, client: redis.Redis, listener: redis.Redis, channel: str, sink: Sink):
+        """Publish through `client` (the process's command pool); subscribe on a connection
+        of `listener`'s, held as long as the subscription."""
         self.client = client
+        self.listener = listener
         self.channel = channel
         self.sink = sink
         # None until the listener's first attempt: publishing is still tried then, so a
@@ -138,7 +141,7 @@ class Bus:
         """Hold this process's one subscription, reconnecting with backoff when it drops."""
         backoff = 0.05
         while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.listener.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self.channel)
                 self._mark(True)

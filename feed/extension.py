@@ -30,6 +30,7 @@ from .log import Event, EventLog
 from .metrics import FeedMetrics
 from .monitor import Monitor
 from .openings import Openings
+from .pipeliner import Pipeliner
 from .policy import TOPIC_POLICIES, TopicPolicies
 from .presence import Presence
 from .registry import BUILTIN_TOPICS, Registry
@@ -111,19 +112,24 @@ class FeedRuntime:
             app_context=app.app_context,
             tick_seconds=config["RELAY_SECONDS"],
         )
-        self.redis = redis.Redis.from_url(
+        # Commands of every part (limits, presence, publishing, balance) share one small
+        # pool and its pipeline; the subscription has a connection of its own.
+        self.pipeliner = Pipeliner.connect(config["REDIS_URL"])
+        self.redis = self.pipeliner.client
+        self.listener = redis.Redis.from_url(
             config["REDIS_URL"],
             socket_timeout=10,
             socket_connect_timeout=1,
             health_check_interval=30,
         )
-        self.bus = Bus(self.redis, config["FEED_CHANNEL"], self.relay)
+        self.bus = Bus(self.redis, self.listener, config["FEED_CHANNEL"], self.relay)
         self.presence = Presence(
             config["REDIS_URL"],
             config["FEED_CHANNEL"],
             lambda data: writes.publish(self, "presence", data),
             app.app_context,
             lease_seconds=config["PRESENCE_LEASE_SECONDS"],
+            pipeliner=self.pipeliner,
         )
         self.drain = Drain(self.hub, config["DRAIN_SECONDS"], self.metrics.shed)
         self.openings = Openings(config["STREAM_OPENINGS"])
@@ -212,6 +218,6 @@ class FeedRuntime:
         connections. For owners that end an app before the process (tests, scripts)."""
         if self.started:
             self.stop()
-        self.redis.close()
-        self.presence.close()
+        self.listener.close()
+        self.redis.connection_pool.disconnect()
         self.engine.dispose()

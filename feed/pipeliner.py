@@ -7,6 +7,10 @@ that came meanwhile (a live publish) waited seconds for a connection. Here a cal
 queue and waits; one sender greenlet writes everything queued in one pipeline, hands each
 caller its own answer or error, and sends what queued meanwhile next: a burst costs a few
 round trips on one connection, whatever its size.
+
+A process's parts that send commands (limits, presence, the bus's publishing, the balancer)
+share the pipeliner's small pool: with the bus's subscription, a worker holds at most
+COMMAND_CONNECTIONS + 1 connections to Redis, however many clients it serves.
 """
 
 from __future__ import annotations
@@ -16,10 +20,24 @@ from typing import Any
 import gevent
 import redis
 from gevent.event import AsyncResult
+from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
+from redis.retry import Retry
 
 Call = tuple[Script, list, list, AsyncResult]
+
+# The longest one Redis step (connect, answer) may take: limits sit in front of every
+# request, so a stalled Redis costs the requests under way this much, once, before each
+# part's fallback takes over.
+REDIS_WAIT_SECONDS = 0.25
+# How long a command may wait for a pooled connection, all busy with others' round trips.
+# Waiting in line is not Redis failing: under load (a worker's core saturated, each holder
+# slow to read its answer) a line longer than REDIS_WAIT_SECONDS used to switch a healthy
+# Redis's limits to per-process counts.
+POOL_WAIT_SECONDS = 2.0
+# Connections a process's commands may hold: the pipeline in flight, and one for the rest.
+COMMAND_CONNECTIONS = 2
 
 
 class Pipeliner:
@@ -29,6 +47,21 @@ class Pipeliner:
         self.client = client
         self._queued: list[Call] = []
         self._sending = False
+
+    @classmethod
+    def connect(cls, url: str) -> Pipeliner:
+        """Return a pipeliner whose client holds at most COMMAND_CONNECTIONS to `url`."""
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=COMMAND_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            socket_timeout=REDIS_WAIT_SECONDS,
+            socket_connect_timeout=REDIS_WAIT_SECONDS,
+            # One immediate reconnect for a pooled connection Redis closed, no more: a
+            # request never waits out a backoff on a Redis that is gone.
+            retry=Retry(NoBackoff(), 1),
+        )
+        return cls(redis.Redis(connection_pool=pool))
 
     def call(self, script: Script, keys: list, args: list) -> Any:
         """Return what `script` answers for `keys` and `args`, or raise its error."""

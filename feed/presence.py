@@ -19,15 +19,11 @@ from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING
 
-import gevent
-import redis
-from gevent.event import AsyncResult
 from gevent.queue import Empty, Queue
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from .bus import REDIS_DOWN
 from .errors import ApiError
+from .pipeliner import Pipeliner
 from .policy import forbidden
 from .principal import Principal
 
@@ -38,10 +34,6 @@ logger = logging.getLogger("tidings.presence")
 
 # Seconds an open stream's entry outlives its last renewal (renewed every third of it).
 LEASE_SECONDS = 30.0
-# The longest a Redis step may take: presence sits on every stream's open and close.
-REDIS_WAIT_SECONDS = 0.25
-# Connections to Redis a process's presence may hold.
-REDIS_CONNECTIONS = 2
 
 # Lua shared by the scripts: drop a user's lapsed entries (and their topics).
 _DROP_LAPSED = """
@@ -53,28 +45,31 @@ local function drop_lapsed(streams, info, now)
 end
 """
 
-# Hold (or renew) one stream's entry; return {1 if the user just joined, since}. A renewal
-# that reaches Redis after its stream's release is refused: it would bring a closed one back.
-# KEYS: user's streams, user's info, online users, released streams. ARGV: now, expiry,
-# stream id, user id, username, role, topics, ttl.
+# Hold (or renew) one stream's entry, on Redis's clock; return {1 if the user just joined,
+# since}. A renewal that reaches Redis after its stream's release is refused: it would
+# bring a closed one back. KEYS: user's streams, user's info, online users, released
+# streams. ARGV: stream id, user id, username, role, topics, ttl, lease seconds.
 HOLD = (
     _DROP_LAPSED
     + """
-if redis.call('zscore', KEYS[4], ARGV[3]) then return {0, false} end
-drop_lapsed(KEYS[1], KEYS[2], ARGV[1])
+redis.replicate_commands()
+local t = redis.call('time')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local expiry = now + tonumber(ARGV[7])
+if redis.call('zscore', KEYS[4], ARGV[1]) then return {0, false} end
+drop_lapsed(KEYS[1], KEYS[2], now)
 local joined = redis.call('zcard', KEYS[1]) == 0
 if joined then
-  local t = redis.call('time')
   redis.call('del', KEYS[2])
-  redis.call('hset', KEYS[2], 'id', ARGV[4], 'username', ARGV[5], 'role', ARGV[6],
+  redis.call('hset', KEYS[2], 'id', ARGV[2], 'username', ARGV[3], 'role', ARGV[4],
              'since', t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
 end
-redis.call('zadd', KEYS[1], ARGV[2], ARGV[3])
-redis.call('hset', KEYS[2], 't:' .. ARGV[3], ARGV[7])
-redis.call('expire', KEYS[1], ARGV[8])
-redis.call('expire', KEYS[2], ARGV[8])
-if tonumber(redis.call('zscore', KEYS[3], ARGV[4]) or 0) < tonumber(ARGV[2]) then
-  redis.call('zadd', KEYS[3], ARGV[2], ARGV[4])
+redis.call('zadd', KEYS[1], expiry, ARGV[1])
+redis.call('hset', KEYS[2], 't:' .. ARGV[1], ARGV[5])
+redis.call('expire', KEYS[1], ARGV[6])
+redis.call('expire', KEYS[2], ARGV[6])
+if tonumber(redis.call('zscore', KEYS[3], ARGV[2]) or 0) < expiry then
+  redis.call('zadd', KEYS[3], expiry, ARGV[2])
 end
 return {joined and 1 or 0, redis.call('hget', KEYS[2], 'since')}
 """
@@ -177,19 +172,12 @@ class Presence:
         app_context: Callable[[], AbstractContextManager],
         *,
         lease_seconds: float = LEASE_SECONDS,
+        pipeliner: Pipeliner | None = None,
     ):
-        # A few pooled connections, whatever the number of streams opening at once.
-        pool = redis.BlockingConnectionPool.from_url(
-            redis_url,
-            max_connections=REDIS_CONNECTIONS,
-            timeout=REDIS_WAIT_SECONDS,
-            socket_timeout=REDIS_WAIT_SECONDS,
-            socket_connect_timeout=REDIS_WAIT_SECONDS,
-            # One immediate reconnect for a pooled connection Redis closed, no more: a
-            # stream open never waits out a backoff on a Redis that is gone.
-            retry=Retry(NoBackoff(), 1),
-        )
-        self.client = redis.Redis(connection_pool=pool)
+        """Hold presence in the Redis at `redis_url`, through the process's `pipeliner`
+        (and its pool) when given, else through one of its own."""
+        self.pipeliner = pipeliner or Pipeliner.connect(redis_url)
+        self.client = self.pipeliner.client
         self.prefix = f"{namespace}:presence:"
         self.publish = publish
         self.app_context = app_context
@@ -201,8 +189,6 @@ class Presence:
         self._open: dict[str, Entry] = {}
         # Releases queued by closing streams, for the presence greenlet.
         self._work: Queue = Queue()
-        # Entries of opening streams waiting for the next batch to hold them.
-        self._holds: list[tuple[Entry, AsyncResult]] = []
 
     def _keys(self, user_id) -> list[str]:
         return [
@@ -247,36 +233,16 @@ class Presence:
             self._announce("leave", *info)
 
     def _held(self, entry: Entry) -> None:
-        """Hold an entry, in one round trip with the other streams opening meanwhile;
-        announce a join when it is its user's first."""
-        held = AsyncResult()
-        if not self._holds:
-            gevent.spawn(self._hold_batch)
-        self._holds.append((entry, held))
-        self._joined(entry, held.get())
+        """Hold an entry, in one pipeline with the other streams opening meanwhile (a
+        reconnect storm opens thousands at once); announce a join when it is its user's
+        first."""
+        self._joined(entry, self.pipeliner.call(self._hold, *self._hold_call(entry)))
 
-    def _hold_batch(self) -> None:
-        """Hold every entry queued since the last batch: one clock read, one pipeline (a
-        reconnect storm opens thousands of streams at once; a few pooled connections)."""
-        batch, self._holds = self._holds, []
-        try:
-            now = self._now()
-            with self.client.pipeline(transaction=False) as pipe:
-                for entry, _ in batch:
-                    self._hold(*self._hold_call(entry, now), client=pipe)
-                results = pipe.execute()
-        except BaseException as error:
-            for _, held in batch:
-                held.set_exception(error)
-            return
-        for (_, held), result in zip(batch, results, strict=True):
-            held.set(result)
-
-    def _hold_call(self, entry: Entry, now: float) -> tuple[list, list]:
-        """Return the keys and arguments that hold or renew an entry at `now`."""
+    def _hold_call(self, entry: Entry) -> tuple[list, list]:
+        """Return the keys and arguments that hold or renew an entry."""
         p = entry.principal
-        args = [now, now + self.lease_seconds, entry.id, p.user_id, p.username, p.role]
-        args += [",".join(entry.topics), int(self.lease_seconds) + 1]
+        args = [entry.id, p.user_id, p.username, p.role, ",".join(entry.topics)]
+        args += [int(self.lease_seconds) + 1, self.lease_seconds]
         return self._keys(p.user_id), args
 
     def _joined(self, entry: Entry, held: list) -> None:
@@ -303,12 +269,12 @@ class Presence:
     def renew(self) -> None:
         """Renew every entry held here (re-joining any lost) and sweep lapsed users.
 
-        One clock read and one round trip for all of this process's streams, however many.
+        One round trip for all of this process's streams, however many.
         """
-        entries, now = list(self._open.values()), self._now()
+        entries = list(self._open.values())
         with self.client.pipeline(transaction=False) as pipe:
             for entry in entries:
-                self._hold(*self._hold_call(entry, now), client=pipe)
+                self._hold(*self._hold_call(entry), client=pipe)
             held = pipe.execute()
         for entry, result in zip(entries, held, strict=True):
             self._joined(entry, result)

@@ -10,11 +10,10 @@ import psutil
 import redis
 from werkzeug.datastructures import MultiDict
 
-from blueprints.limiter import REDIS_CONNECTIONS
 from feed.delivery import poll
 from feed.filters import parse_subscription
 from feed.log import epoch_of, first_id
-from feed.presence import REDIS_CONNECTIONS as PRESENCE_CONNECTIONS
+from feed.pipeliner import COMMAND_CONNECTIONS
 
 from .delivery_tools import (
     SALE,
@@ -248,9 +247,7 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
 
     wait_for(lambda: stream_sockets() == 60, 10, "the server to hold 60 streams")
     wait_for(lambda: open_streams() == 60, 10, "the monitor to count 60 streams")
-    assert all(
-        redis_clients(worker) <= 3 + REDIS_CONNECTIONS + PRESENCE_CONNECTIONS for worker in workers
-    )
+    assert all(redis_clients(worker) <= 1 + COMMAND_CONNECTIONS for worker in workers)
     # Half vanish abruptly (reset), half close without a goodbye and never read again.
     for n, stream in enumerate(streams):
         stream.close(reset=n % 2 == 0)
@@ -262,14 +259,11 @@ def test_vanished_stream_clients_leave_nothing_behind(start_server, fresh_redis)
         lambda: f"{stream_sockets()} stream sockets, {open_files()} files",
     )
     wait_for(lambda: open_streams() == 0, 10, "the monitor to count no open stream")
-    assert all(
-        redis_clients(worker) <= 3 + REDIS_CONNECTIONS + PRESENCE_CONNECTIONS for worker in workers
-    )
+    assert all(redis_clients(worker) <= 1 + COMMAND_CONNECTIONS for worker in workers)
     probe = redis.Redis.from_url(fresh_redis.url, socket_timeout=10)
     try:
-        # Two listeners and at most a publishing connection each, and the rate limiters' and
-        # presence's bounded pools, whatever came and went.
-        assert len(probe.client_list()) - 1 <= 2 * (3 + REDIS_CONNECTIONS + PRESENCE_CONNECTIONS)
+        # Two listeners and each worker's bounded pool of commands, whatever came and went.
+        assert len(probe.client_list()) - 1 <= 2 * (1 + COMMAND_CONNECTIONS)
         assert sum(int(c["sub"]) > 0 for c in probe.client_list()) == 2
     finally:
         probe.close()

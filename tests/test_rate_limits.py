@@ -17,9 +17,10 @@ from flask import g
 from limits import parse
 
 from app import create_app
-from blueprints.limiter import REDIS_CONNECTIONS, REDIS_WAIT_SECONDS, Limiter, Slot, storage_uri
+from blueprints.limiter import Limiter, Slot, storage_uri
 from blueprints.ratelimit import principal_key
 from feed.embedded import EmbeddedRedis
+from feed.pipeliner import COMMAND_CONNECTIONS, REDIS_WAIT_SECONDS
 from feed.principal import NOBODY, Principal
 from identity.sessions import COOKIE
 
@@ -384,15 +385,16 @@ def test_requests_waiting_for_a_pooled_connection_still_count_in_redis(workers):
     limiter.rates["writes"] = parse("100/minute")
     # Every pooled connection is busy with another request's round trip, for longer than
     # Redis itself may take to answer.
-    busy = [limiter._pool.get_connection() for _ in range(REDIS_CONNECTIONS)]
+    pool = limiter.pipeliner.client.connection_pool
+    busy = [pool.get_connection() for _ in range(COMMAND_CONNECTIONS)]
     outcome = []
     waiting = threading.Thread(target=lambda: outcome.append(limiter.hit("writes", "user:3")))
     waiting.start()
     time.sleep(REDIS_WAIT_SECONDS * 2)
-    limiter._pool.release(busy.pop())
+    pool.release(busy.pop())
     waiting.join(5)
     for connection in busy:
-        limiter._pool.release(connection)
+        pool.release(connection)
     assert outcome == [None]
     assert limiter.shared
     # Counted in Redis, where the node's other workers see it.

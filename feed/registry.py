@@ -3,6 +3,8 @@
 from collections.abc import Iterable, Mapping
 
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Mapper
 
 from .credentials import TOPIC as CREDENTIALS_TOPIC
 from .errors import ApiError
@@ -15,6 +17,19 @@ BUILTIN_TOPICS = ("presence", "monitor")
 INTERNAL_TOPICS = (CREDENTIALS_TOPIC,)
 # Names under /api/ that are routes, so no live table may take them.
 RESERVED_NAMES = frozenset({"tables", "changes", "batch", "publish"})
+
+
+class _Mappers:
+    """How many mappers SQLAlchemy has made in this process: the registry looks again for
+    live models only when it moved (counting a registry's mappers builds a set each time,
+    and every request asks for the tables several times)."""
+
+    made = 0
+
+
+@sa_event.listens_for(Mapper, "after_mapper_constructed")
+def _mapper_made(_mapper, _class) -> None:
+    _Mappers.made += 1
 
 
 def check_names(tables: Iterable[str], custom_topics: Iterable[str]) -> None:
@@ -54,7 +69,7 @@ class Registry:
     @property
     def tables(self) -> dict[str, LiveTable]:
         """Return the live tables by name, noticing models defined since the last call."""
-        if len(self.db.Model.registry.mappers) != self._tables_seen:
+        if _Mappers.made != self._tables_seen:
             self._load()
         return self._tables
 
@@ -64,7 +79,7 @@ class Registry:
         models = (m.class_ for m in mappers if is_live(m.class_))
         tables = {table.name: table for table in map(live_table, models)}
         check_names(tables, self.custom_topics + INTERNAL_TOPICS)
-        self._tables, self._tables_seen = tables, len(mappers)
+        self._tables, self._tables_seen = tables, _Mappers.made
 
     def table(self, name: str) -> LiveTable:
         """Return a live table by name, or raise a 404 naming it."""

@@ -7,7 +7,8 @@ loop turns as often as with a few. Only work is admitted: writing to a client ho
 so slow readers cannot keep others out. A turn also covers the opening's round trips to
 Redis (limits, presence). Measured with 10,000 clients reconnecting to 2 workers (`python
 -m bench storm`, both in one run): 32 turns, the default, kept 100 live streams' p99 at
-477 ms instead of 2.8 s, and the storm caught up in 6.7 s instead of 7.3 s. (Before the
+477 ms instead of 2.8 s, and the storm caught up in 6.7 s instead of 7.3 s; in the next
+run, 568 ms instead of 3.4 s, and 6.3 s instead of 5.8 s. (Before the
 limits' round trips were pipelined, the bound cost the storm a third of its speed: 21.1 s
 instead of 15.3 s on a slower hour, and it was off by default.)
 """

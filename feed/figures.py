@@ -192,6 +192,10 @@ def figures(runtime, *, with_history: bool = True) -> dict:
             "ttl_seconds": config["CACHE_TTL_SECONDS"],
         },
         "connections": connections | {"total": sum(connections.values())},
+        "fanout": {
+            "groups": int(_total(samples, "tidings_fanout_groups")),
+            "members": int(_total(samples, "tidings_fanout_members")),
+        },
         "balance": _balance(runtime, samples),
         "rates": {
             "events_per_second": _rate(counters, recent, now, "events_appended"),

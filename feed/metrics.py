@@ -142,6 +142,12 @@ class FeedMetrics:
             "Events in the log not yet in a worker's hub (worst worker).",
             "livemax",
         )
+        self.fanout_groups = gauge(
+            "tidings_fanout_groups", "Shared subscriptions written to as one group.", "livesum"
+        )
+        self.fanout_members = gauge(
+            "tidings_fanout_members", "Live streams written to with their group.", "livesum"
+        )
         self.log_head = gauge("tidings_log_head", "Newest event id in the log.", "livemax")
         self.log_tail = gauge("tidings_log_tail", "Oldest retained event id.", "livemax")
         self.rate_limited = counter(
@@ -257,6 +263,8 @@ class FeedMetrics:
         self.log_head.set(head)
         self.log_tail.set(tail)
         self.listener_lag.set(max(0, head - hub.head))
+        self.fanout_groups.set(len(hub.groups))
+        self.fanout_members.set(sum(len(group.members) for group in hub.groups.values()))
         for kind, (entries, size) in cache.sizes().items():
             self.cache_entries.labels(kind).set(entries)
             self.cache_bytes.labels(kind).set(size)

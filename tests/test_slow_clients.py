@@ -61,6 +61,14 @@ def test_stuck_and_slow_clients_cost_bounded_memory_and_miss_nothing(start_serve
     ]
     for client in (*normal, *slow):
         client.start()
+
+    def fanout() -> dict:
+        return server.http.get(f"{server.url}/monitor.json", timeout=10).json()["fanout"]
+
+    # Caught up, every stream is written to with its group: the stuck ones' short sends
+    # and the heartbeats happen amid the group's writes.
+    everyone = len(normal) + len(stuck) + len(slow)
+    wait_for(lambda: fanout() == {"groups": 1, "members": everyone}, 15, "one group of all")
     sampler = RssSampler(pid)
     publish_padded(server, EVENTS, ROW_CHARS)
     final = head(server.url)

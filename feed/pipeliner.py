@@ -74,6 +74,7 @@ class Pipeliner:
         return answer.get()
 
     def _send_queued(self) -> None:
+        """Send what is queued, pipeline after pipeline, until nothing is."""
         try:
             while self._queued:
                 calls, self._queued = self._queued, []

@@ -65,13 +65,22 @@ class Pipeliner:
 
     def call(self, script: Script, keys: list, args: list) -> Any:
         """Return what `script` answers for `keys` and `args`, or raise its error."""
+        return self._queue(script, keys, args).get()
+
+    def call_many(self, script: Script, calls: list[tuple[list, list]]) -> list:
+        """Return what `script` answers for each (keys, args), all in the next pipeline;
+        raise the first error."""
+        answers = [self._queue(script, keys, args) for keys, args in calls]
+        return [answer.get() for answer in answers]
+
+    def _queue(self, script: Script, keys: list, args: list) -> AsyncResult:
         answer = AsyncResult()
         self._queued.append((script, keys, args, answer))
         if not self._sending:
             self._sending = True
             # It runs once this greenlet waits: the calls made meanwhile go in its pipeline.
             gevent.spawn(self._send_queued)
-        return answer.get()
+        return answer
 
     def _send_queued(self) -> None:
         """Send what is queued, pipeline after pipeline, until nothing is."""

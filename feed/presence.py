@@ -272,10 +272,7 @@ class Presence:
         One round trip for all of this process's streams, however many.
         """
         entries = list(self._open.values())
-        with self.client.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                self._hold(*self._hold_call(entry), client=pipe)
-            held = pipe.execute()
+        held = self.pipeliner.call_many(self._hold, [self._hold_call(e) for e in entries])
         for entry, result in zip(entries, held, strict=True):
             self._joined(entry, result)
         gone = self._sweep([self._online], [self._now(), self.prefix])

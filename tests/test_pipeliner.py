@@ -101,3 +101,12 @@ def test_a_redis_that_is_gone_fails_every_caller_and_the_next_calls_try_again(fr
     # Its data is gone with it (no persistence): counting starts again.
     assert calls(pipeliner, script, [2]) == [2]
     client.close()
+
+
+def test_many_calls_of_one_greenlet_go_in_one_pipeline(client):
+    script = client.register_script(ADD)
+    client.script_load(ADD)
+    sent = counted(client)
+    answers = Pipeliner(client).call_many(script, [([f"key:{n}"], [n + 1]) for n in range(5)])
+    assert answers == [1, 2, 3, 4, 5]
+    assert sent == [5]

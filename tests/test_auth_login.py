@@ -3,6 +3,9 @@ wrong username or password."""
 
 import time
 
+import flask
+import pytest
+
 from app import create_app
 from feed import runtime
 from identity.sessions import COOKIE
@@ -180,3 +183,10 @@ def test_the_audit_log_records_sign_ins_sign_outs_failures_and_the_actor(app, cl
     ]
     assert "hunter2" not in str(rows) and "no-such-name" not in str(rows)
     assert rows[0]["store_id"] is None and rows[3]["store_id"] == 1 and rows[4]["store_id"] == 1
+
+
+def test_flask_s_own_cookie_session_is_never_opened(app):
+    response = login(app.test_client(), make_user(app, "staff", store_id=1).username)
+    assert [h.split("=", 1)[0] for h in response.headers.getlist("Set-Cookie")] == [COOKIE]
+    with app.test_request_context("/"), pytest.raises(RuntimeError):
+        flask.session["user"] = 1

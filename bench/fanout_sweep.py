@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from feed.embedded import EmbeddedRedis
@@ -40,14 +41,32 @@ PUBLISHERS = 16
 REFERENCE_RATE = 100
 
 
-def _tidings(stack: contextlib.ExitStack, env: dict) -> BenchServer:
+def pinned_tidings(stack: contextlib.ExitStack, env: dict) -> BenchServer:
     server = stack.enter_context(BenchServer(workers=1, **env))
     for pid in (server.server.process.pid, *server.worker_pids()):
         pin(pid, SERVER_CORE)
     return server
 
 
-def _settle(server, limit: float = 60) -> None:
+@contextlib.contextmanager
+def stage() -> Iterator[tuple[contextlib.ExitStack, EmbeddedRedis]]:
+    """Run the body on the load core with an exit stack and the peers' own Redis (in a
+    temporary directory); everything the body starts runs there unless pinned elsewhere."""
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {LOAD_CORE})
+    try:
+        with contextlib.ExitStack() as stack:
+            directory = Path(tempfile.mkdtemp(prefix="tidings-peers-"))
+            stack.callback(shutil.rmtree, directory, ignore_errors=True)
+            peer_redis = EmbeddedRedis(directory, port=free_port())
+            peer_redis.start()
+            stack.callback(peer_redis.stop)
+            yield stack, peer_redis
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def settle(server, limit: float = 60) -> None:
     """Wait until the server's workers use under a tenth of a core, so a backlog left by a
     failing step does not take the shared core from the next server's step."""
     deadline = time.monotonic() + limit
@@ -103,50 +122,39 @@ def fanout_sweep(
         f"and Redis on core {LOAD_CORE}; load average {os.getloadavg()[0]:.2f}"
     )
     load_before = os.getloadavg()
-    cores = os.sched_getaffinity(0)
-    # Everything started from here on runs on the load core unless pinned elsewhere.
-    os.sched_setaffinity(0, {LOAD_CORE})
     steps: dict[str, list[dict]] = {}
-    try:
-        with contextlib.ExitStack() as stack:
-            directory = Path(tempfile.mkdtemp(prefix="tidings-sweep-"))
-            stack.callback(shutil.rmtree, directory, ignore_errors=True)
-            peer_redis = EmbeddedRedis(directory, port=free_port())
-            peer_redis.start()
-            stack.callback(peer_redis.stop)
-            servers = {
-                "ceiling": stack.enter_context(Ceiling(peer_redis.url, SERVER_CORE)),
-                "tidings": _tidings(stack, env),
-                "flask-sse": stack.enter_context(FlaskSse(peer_redis.url, SERVER_CORE)),
-            }
-            swarms = {}
+    with stage() as (stack, peer_redis):
+        servers = {
+            "ceiling": stack.enter_context(Ceiling(peer_redis.url, SERVER_CORE)),
+            "tidings": pinned_tidings(stack, env),
+            "flask-sse": stack.enter_context(FlaskSse(peer_redis.url, SERVER_CORE)),
+        }
+        swarms = {}
+        for name, server in servers.items():
+            # The peers know their own stream path and how a stream learns it is ready.
+            path = getattr(server, "stream_path", TIDINGS_STREAM)
+            with getattr(server, "readiness", contextlib.nullcontext)():
+                swarm = stack.enter_context(SwarmProcess(server.url, path, streams))
+            print(f"  {name}: opened {swarm.opened}")
+            send_paced(server.url, "/api/publish", bench_event, rate=50, count=20)
+            swarm.report(20, timeout=30)
+            swarms[name] = swarm
+            steps[name] = []
+        failures = dict.fromkeys(servers, 0)
+        for rate in rates:
             for name, server in servers.items():
-                # The peers know their own stream path and how a stream learns it is ready.
-                path = getattr(server, "stream_path", TIDINGS_STREAM)
-                with getattr(server, "readiness", contextlib.nullcontext)():
-                    swarm = stack.enter_context(SwarmProcess(server.url, path, streams))
-                print(f"  {name}: opened {swarm.opened}")
-                send_paced(server.url, "/api/publish", bench_event, rate=50, count=20)
-                swarm.report(20, timeout=30)
-                swarms[name] = swarm
-                steps[name] = []
-            failures = dict.fromkeys(servers, 0)
-            for rate in rates:
-                for name, server in servers.items():
-                    if failures[name] >= 2:
-                        continue
-                    step = measure(
-                        server, swarms[name], "/api/publish", bench_event, rate, seconds, PUBLISHERS
-                    )
-                    step["healthy"] = healthy(step, streams, P99_MS)
-                    keeping_up = healthy(step, streams, KEEPING_UP_P99_MS)
-                    failures[name] = 0 if keeping_up else failures[name] + 1
-                    print(f"  {name:>9}", end="")
-                    print_step(step, streams)
-                    steps[name].append(step)
-                    _settle(server)
-    finally:
-        os.sched_setaffinity(0, cores)
+                if failures[name] >= 2:
+                    continue
+                step = measure(
+                    server, swarms[name], "/api/publish", bench_event, rate, seconds, PUBLISHERS
+                )
+                step["healthy"] = healthy(step, streams, P99_MS)
+                keeping_up = healthy(step, streams, KEEPING_UP_P99_MS)
+                failures[name] = 0 if keeping_up else failures[name] + 1
+                print(f"  {name:>9}", end="")
+                print_step(step, streams)
+                steps[name].append(step)
+                settle(server)
     results = {name: _summary(s, streams) for name, s in steps.items()}
     best = {name: r["best_deliveries_per_second"] for name, r in results.items()}
     of_ceiling, of_flask_sse = _ratios(best)

@@ -75,6 +75,33 @@ def _runs(runs: list[dict]) -> list[str]:
     return lines
 
 
+def _latency(record: dict) -> list[str]:
+    """Return commit → deliver, every round of each server, and the median rounds' verdict."""
+    lines = [
+        "| server | round | writes/s | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | "
+        "worker CPU share | µs CPU per delivery |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, rounds in record["rounds"].items():
+        for number, step in enumerate(rounds, start=1):
+            r, lat = step["received"], step["received"]["latency_ms"]
+            cpu, per_delivery = step["worker_cpu_share"], step["worker_cpu_us_per_delivery"]
+            lines.append(
+                f"| {name} | {number} | {step['writes']['achieved_per_second']} | "
+                f"{r['deliveries_per_second']:,} | {lat['p50']} | {lat['p90']} | {lat['p99']} | "
+                f"{lat['max']} | {cpu} | {per_delivery} |"
+            )
+    ours, floor = (record[name]["received"]["latency_ms"] for name in ("tidings", "ceiling"))
+    target = record["target"]
+    return lines + [
+        "",
+        f"Median rounds: Tidings p50 {ours['p50']} ms, p99 {ours['p99']} ms; the ceiling (the "
+        f"harness's floor) p50 {floor['p50']} ms, p99 {floor['p99']} ms. Target p50 ≤ "
+        f"{target['p50_ms']} ms, p99 ≤ {target['p99_ms']} ms: "
+        f"{'met' if record['met'] else 'not met'}.",
+    ]
+
+
 def _slow_readers(record: dict) -> list[str]:
     """Return the slow-readers run's two phases side by side: the other readers' latency and
     the workers' RSS."""
@@ -237,6 +264,9 @@ def write() -> Path:
             continue
         if name == "storm":
             lines += _storm(record)
+            continue
+        if name == "commit_latency":
+            lines += _latency(record)
             continue
         shown = record
         if name == "writes":

@@ -8,9 +8,10 @@ import time
 
 import requests
 
+from .commit_latency import commit_latency
 from .fanout_sweep import fanout_sweep
 from .pollers import long_poll
-from .publisher import EVENT_BYTES, bench_event, feedback_row, send_paced
+from .publisher import EVENT_BYTES, bench_event, send_paced
 from .scale import scale
 from .server import BenchServer, rss_bytes
 from .slow_clients import slow_clients
@@ -54,30 +55,6 @@ def throughput(
         "best_deliveries_per_second": best_rate,
         "target": {"deliveries_per_second": 50_000, "p99_ms": TARGET_LATENCY_MS},
         "met": best_rate >= 50_000,
-    }
-
-
-def commit_latency(
-    streams: int = 1000, rate: int = 100, seconds: float = 10, workers: int = 1, **env: str
-) -> dict:
-    """HTTP write → event received, with `streams` subscribers of the written table."""
-    print(
-        f"commit_latency: {rate} POST /api/shift_feedback per second, {streams} SSE streams on "
-        f"that table, {workers} gevent worker(s)"
-    )
-    with BenchServer(workers=workers, **env) as server:
-        with SwarmProcess(server.url, "/stream?topics=shift_feedback", streams) as swarm:
-            print(f"  opened: {swarm.opened}")
-            send_paced(server.url, "/api/shift_feedback", feedback_row, rate=50, count=20)
-            swarm.report(20, timeout=30)
-            step = measure(server, swarm, "/api/shift_feedback", feedback_row, rate, seconds)
-            print_step(step, streams)
-    met = healthy(step, streams)
-    return {
-        "config": {"streams": streams, "workers": workers, "rate": rate, **env},
-        "step": step,
-        "target": {"p99_ms": TARGET_LATENCY_MS},
-        "met": met,
     }
 
 

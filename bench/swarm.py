@@ -19,6 +19,8 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+import uvloop
+
 from .server import admin_token
 
 # The environment variable that hands the swarm process the server's admin token (a peer
@@ -340,4 +342,4 @@ class SwarmProcess:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])))
+    uvloop.run(_main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])))
